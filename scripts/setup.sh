@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what pallet and its tests need on a fresh Debian machine (as root): the peer tools
+# the tests talk to, and a venv in .venv with pallet installed editable. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS="busybox-static skopeo umoci runc crun docker-registry iptables nftables iproute2 hyperfine
+      apache2-utils curl docker.io podman uidmap"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import pallet, pytest, aiohttp, isal, zstandard' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch .venv/.installed
+fi

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from pallet.cli.main import entry
+
+entry()

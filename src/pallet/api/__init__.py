@@ -1,0 +1,2 @@
+"""pallet.api (see ARCHITECTURE.md)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""pallet.build (see ARCHITECTURE.md)."""
+from __future__ import annotations

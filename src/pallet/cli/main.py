@@ -1,0 +1,132 @@
+"""Entry point of ``pallet``. Global options, the verb table, and the one place where
+exceptions become exit codes and one-line messages.
+
+Each verb lives in ``pallet.cli.<module>`` and exposes ``add_parser(subparsers)`` (which
+registers the verb, or a group of verbs, and sets ``func`` on the namespace). Only the
+module of the verb being run is imported, so ``pallet run`` stays light.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Callable
+
+# verb -> module under pallet.cli. Several verbs may share a module. Aliases that docker
+# has (``image ls`` == ``images``) are handled by the group modules.
+VERBS: dict[str, str] = {
+}
+
+
+class Globals:
+    """Options every verb sees (podman's names): where the store and the run state live."""
+
+    def __init__(self, ns: argparse.Namespace) -> None:
+        self.root: str = ns.root
+        self.runroot: str = ns.runroot
+        self.log_level: str = ns.log_level
+
+
+def _global_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pallet", description="pallet: containers, images, registries",
+                                allow_abbrev=False)
+    p.add_argument("--root", default=os.environ.get("PALLET_ROOT", "/var/lib/pallet"),
+                   help="storage root (env PALLET_ROOT, default /var/lib/pallet)")
+    p.add_argument("--runroot", default=os.environ.get("PALLET_RUNROOT", "/run/pallet"),
+                   help="run-state root (env PALLET_RUNROOT, default /run/pallet)")
+    p.add_argument("--log-level", default=os.environ.get("PALLET_LOG_LEVEL", "warning"),
+                   choices=["debug", "info", "warning", "error"], help="log verbosity")
+    p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage; docker exits 125. Keep the message on one line."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        sys.stderr.write(f"pallet: {message}\nSee '{self.prog} --help'.\n")
+        raise SystemExit(125)
+
+
+def build_parser(verb: str | None) -> argparse.ArgumentParser:
+    p = _global_parser()
+    p.__class__ = _Parser
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    if verb is not None and verb in VERBS:
+        _load(VERBS[verb]).add_parser(sub)
+    else:
+        for mod in dict.fromkeys(VERBS.values()):
+            _load(mod).add_parser(sub)
+    return p
+
+
+def _load(module: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"pallet.cli.{module}")
+
+
+def _find_verb(argv: list[str]) -> str | None:
+    """The first non-option word after global options (cheap pre-scan for lazy loading)."""
+    takes_value = {"--root", "--runroot", "--log-level"}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in takes_value:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = _find_verb(argv)
+    parser = build_parser(verb)
+    ns = parser.parse_args(argv)
+    if ns.version:
+        from pallet import __version__
+
+        print(f"pallet version {__version__}")
+        return 0
+    func: Callable[[Globals, argparse.Namespace], int | None] | None = getattr(ns, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 125
+    if ns.log_level != "warning":
+        import logging
+
+        logging.basicConfig(level=ns.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return run_func(func, Globals(ns), ns)
+
+
+def run_func(func: Callable[[Globals, argparse.Namespace], int | None], g: Globals,
+             ns: argparse.Namespace) -> int:
+    """Run a verb; map pallet's errors to docker's exit codes and one line on stderr."""
+    from pallet.errors import PalletError
+
+    try:
+        rc = func(g, ns)
+        return 0 if rc is None else int(rc)
+    except PalletError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        # an OS error that escaped translation: still one line, still 125
+        print(f"Error: {e}", file=sys.stderr)
+        return 125
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,2 @@
+"""pallet.distribution (see ARCHITECTURE.md)."""
+from __future__ import annotations

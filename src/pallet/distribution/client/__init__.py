@@ -1,0 +1,2 @@
+"""pallet.distribution.client (see ARCHITECTURE.md)."""
+from __future__ import annotations

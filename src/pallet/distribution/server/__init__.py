@@ -1,0 +1,2 @@
+"""pallet.distribution.server (see ARCHITECTURE.md)."""
+from __future__ import annotations

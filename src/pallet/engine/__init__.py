@@ -1,0 +1,2 @@
+"""pallet.engine (see ARCHITECTURE.md)."""
+from __future__ import annotations

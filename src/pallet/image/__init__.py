@@ -1,0 +1,2 @@
+"""pallet.image (see ARCHITECTURE.md)."""
+from __future__ import annotations

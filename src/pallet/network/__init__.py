@@ -1,0 +1,2 @@
+"""pallet.network (see ARCHITECTURE.md)."""
+from __future__ import annotations

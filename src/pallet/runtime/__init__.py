@@ -1,0 +1,2 @@
+"""pallet.runtime (see ARCHITECTURE.md)."""
+from __future__ import annotations

@@ -1,0 +1,2 @@
+"""pallet.runtime.linux (see ARCHITECTURE.md)."""
+from __future__ import annotations

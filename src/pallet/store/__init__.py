@@ -1,0 +1,2 @@
+"""pallet.store (see ARCHITECTURE.md)."""
+from __future__ import annotations

@@ -1,0 +1,99 @@
+"""Shared fixtures: an isolated pallet root per test, a CLI runner, and a busybox rootfs
+tarball made from Debian's busybox-static (there is no Docker Hub here)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root")
+    for item in items:
+        if "privileged" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+
+class Pallet:
+    """Runs the real ``pallet`` CLI against an isolated root and runroot."""
+
+    def __init__(self, root: Path, runroot: Path) -> None:
+        self.root = root
+        self.runroot = runroot
+        self.env = dict(os.environ, PALLET_ROOT=str(root), PALLET_RUNROOT=str(runroot))
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "pallet", *args]
+
+    def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
+                 timeout: float = 120) -> Result:
+        data = input.encode() if isinstance(input, str) else input
+        p = subprocess.run(self.argv(*args), input=data, capture_output=True, env=self.env,
+                           timeout=timeout)
+        r = Result(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+        if check and r.rc != 0:
+            raise AssertionError(f"pallet {' '.join(args)} exited {r.rc}\nstdout: {r.out}\nstderr: {r.err}")
+        return r
+
+    def fail(self, *args: str, input: bytes | str | None = None, timeout: float = 120) -> Result:
+        """Run a command that must fail: non-zero exit and a one-line error."""
+        r = self(*args, input=input, check=False, timeout=timeout)
+        assert r.rc != 0, f"pallet {' '.join(args)} unexpectedly succeeded: {r.out}"
+        return r
+
+
+@pytest.fixture
+def pallet(tmp_path: Path) -> Pallet:
+    root = tmp_path / "root"
+    runroot = tmp_path / "run"
+    return Pallet(root, runroot)
+
+
+def make_busybox_rootfs(dest: Path) -> Path:
+    """A minimal busybox root: /bin/busybox + applet links, /etc/passwd and /etc/group."""
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed (apt-get install busybox-static)")
+    for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    os.chmod(dest / "tmp", 0o1777)
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        if a != "busybox" and not (dest / "bin" / a).exists():
+            os.symlink("busybox", dest / "bin" / a)
+    (dest / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (dest / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_busybox_rootfs(tmp_path_factory.mktemp("bbroot"))
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
+    """A rootfs tarball (what ``docker import`` takes)."""
+    out = tmp_path_factory.mktemp("bbtar") / "busybox.tar"
+    with tarfile.open(out, "w") as tf:
+        tf.add(busybox_rootfs, arcname=".")
+    return out
