@@ -1,0 +1,119 @@
+"""Push an Image to a repository (OCI distribution spec, "Pushing").
+
+Per layer, in parallel (bounded): HEAD the blob and skip it when the registry has it; else try a
+cross-repository mount from the candidate repositories; else upload. Uncompressed layers (an image
+loaded from a docker-archive) are gzip-compressed with isal first, unless ``gzip_cache`` already
+knows their compressed digest and the registry has that blob. Then the config, then the manifest
+(rewritten when layers were compressed) is PUT with its media type.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Protocol
+
+from pallet.image.base import Image, Layer
+from pallet.oci import mediatypes as mt
+from pallet.oci.digest import Digest
+from pallet.oci.manifest import Descriptor, Manifest
+
+from .compression import gzip_to_file
+from .progress import NullProgress, Progress
+from .registry import Repository
+
+log = logging.getLogger("pallet.distribution.client")
+
+GZIP_OF = {mt.DOCKER_LAYER: mt.DOCKER_LAYER_GZIP, mt.OCI_LAYER: mt.OCI_LAYER_GZIP,
+           mt.OCI_LAYER_ND: mt.OCI_LAYER_ND_GZIP}
+
+
+class GzipCache(Protocol):
+    """Remembers the gzip digest of an uncompressed layer (keyed by diff-id) across pushes."""
+
+    def get(self, diff_id: Digest) -> tuple[Digest, int] | None: ...
+
+    def put(self, diff_id: Digest, digest: Digest, size: int) -> None: ...
+
+
+def _push_layer(repo: Repository, layer: Layer, desc: Descriptor, mount_from: Sequence[str],
+                cache: GzipCache | None, tmpdir: Path, progress: Progress, chunk_size: int) -> Descriptor:
+    pid = desc.digest.short
+    if desc.media_type in GZIP_OF:
+        diff_id = layer.diff_id()
+        known = cache.get(diff_id) if cache else None
+        if known and repo.has_blob(known[0]):
+            progress.done(pid, "Layer already exists")
+            return Descriptor(GZIP_OF[desc.media_type], known[0], known[1])
+        progress.status(pid, "Compressing")
+        with layer.uncompressed() as src:
+            path, digest, size = gzip_to_file(src, tmpdir)
+        try:
+            if cache:
+                cache.put(diff_id, digest, size)
+            new = Descriptor(GZIP_OF[desc.media_type], digest, size)
+            _upload(repo, new, lambda: open(path, "rb"), mount_from, progress, chunk_size)
+            return new
+        finally:
+            path.unlink(missing_ok=True)
+    _upload(repo, desc, layer.compressed, mount_from, progress, chunk_size)
+    return desc
+
+
+def _upload(repo: Repository, desc: Descriptor, opener: Callable[[], IO[bytes]],
+            mount_from: Sequence[str], progress: Progress, chunk_size: int) -> None:
+    pid = desc.digest.short
+    if repo.has_blob(desc.digest):
+        progress.done(pid, "Layer already exists")
+        return
+    location = None
+    for src in mount_from:
+        if src == repo.path:
+            continue
+        location = repo.mount(desc.digest, src)
+        if location is None:
+            progress.done(pid, f"Mounted from {src}")
+            return
+        break  # the registry opened an upload session instead: use it
+    progress.start(pid, desc.size, "Pushing")
+    repo.upload(opener, desc.digest, desc.size, chunk_size=chunk_size, location=location,
+                progress=lambda n: progress.advance(pid, n))
+    progress.done(pid, "Pushed")
+
+
+def push_image(repo: Repository, image: Image, ref: str, *, parallel: int = 3,
+               mount_from: Sequence[str] = (), gzip_cache: GzipCache | None = None,
+               tmpdir: Path | None = None, progress: Progress | None = None,
+               chunk_size: int = 0) -> tuple[Digest, int]:
+    """Push ``image`` as ``repo:ref`` (a tag, or its digest). Returns the manifest digest and
+    size (the manifest may differ from ``image.raw_manifest()`` when layers were compressed)."""
+    progress = progress or NullProgress()
+    repo.t.ping()
+    man = image.manifest()
+    layers = image.layers()
+    tmp = tmpdir or Path(tempfile.gettempdir())
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="push") as ex:
+        for d in man.layers:
+            progress.status(d.digest.short, "Preparing")
+        futs = [ex.submit(_push_layer, repo, layer, d, mount_from, gzip_cache, tmp, progress, chunk_size)
+                for layer, d in zip(layers, man.layers, strict=True)]
+        new_layers = tuple(f.result() for f in futs)
+    raw_cfg = image.raw_config()
+    cfg_desc = man.config
+    if not repo.has_blob(cfg_desc.digest):
+        repo.upload(lambda: _bytes_io(raw_cfg), cfg_desc.digest, len(raw_cfg))
+    if new_layers != man.layers:
+        man = Manifest(man.media_type, man.config, new_layers, man.annotations, man.subject, man.artifact_type)
+        raw = man.to_bytes()
+    else:
+        raw = image.raw_manifest()
+    digest = repo.put_manifest(ref, raw, man.media_type)
+    return digest, len(raw)
+
+
+def _bytes_io(data: bytes) -> IO[bytes]:
+    import io
+
+    return io.BytesIO(data)
