@@ -1,0 +1,183 @@
+"""Attaching a container to a network and detaching it: what the engine calls around a
+container's start and stop (and ``network connect``/``disconnect`` on a running one).
+
+The container is named by its network namespace: a pid (its ``/proc/PID/ns/net``) or a
+netns file (``/run/netns/NAME``, a bind-mounted ``/proc/PID/ns/net``). ``attach`` works in
+three steps, so that concurrent starts hold the store lock only for the bookkeeping:
+
+1. under the lock: allocate the address, claim the host ports, record the endpoint,
+   activate the network (bridge + firewall) if needed, re-render the firewall if ports
+   were published, rewrite peers' hosts files;
+2. without the lock: one veth pair, the peer born inside the container's netns under its
+   final name (eth0), its address, lo up, the default route; a few netlink messages;
+3. on any failure: undo 2 and 1 (link, record, rules, reservations), then re-raise.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pallet.errors import Conflict, NotFound, OSFailure
+from pallet.network import etcfiles, ipam, ports
+from pallet.network.manager import DEFAULT_NETWORK, Networks
+from pallet.network.model import Endpoint, NetworkConfig, PortMapping
+from pallet.network.rtnl import Netlink, netlink_in, open_netns
+
+
+@dataclass
+class Attachment:
+    network: NetworkConfig
+    endpoint: Endpoint
+    reservation: ports.Reservation = field(default_factory=ports.Reservation)
+
+
+def _veth_name(endpoint_id: str) -> str:
+    return f"veth{endpoint_id[:11]}"  # 15 chars: IFNAMSIZ - 1
+
+
+def _next_ifname(existing: Iterable[str]) -> str:
+    used = set(existing)
+    return next(f"eth{i}" for i in range(1000) if f"eth{i}" not in used)
+
+
+class Endpoints(Networks):
+    def attach(self, network: str, container_id: str, netns: str | int, *, name: str = "",
+               aliases: Iterable[str] = (), publish: Iterable[PortMapping] = (), hosts_path: str = "",
+               ip: str | None = None, ifname: str | None = None, default_route: bool | None = None
+               ) -> Attachment:
+        """Connect the container (CONTAINER_ID, netns NETNS) to NETWORK. Returns the endpoint
+        and a port Reservation the caller should keep open while the container runs (close
+        it after ``detach``). Raises NotFound/Conflict/InvalidArgument with nothing made."""
+        net = self.get(network)
+        res = ports.Reservation()
+        mine = self.store.endpoints_of(container_id)
+        if ifname is None:
+            ifname = _next_ifname(ep.ifname for _, ep in mine)
+        if default_route is None:
+            default_route = not mine and not net.internal
+        eid = os.urandom(32).hex()
+        try:
+            with self.store.locked():
+                net = self.store.get(net.name)  # still there?
+                state = self.store.alloc_state(net.name)
+                if container_id in state.get("endpoints", {}):
+                    raise Conflict(f"container {name or container_id[:12]} is already connected to network"
+                                   f" {net.name}")
+                addr = ipam.allocate(net, state, ip)
+                taken = [p for n in self.store.all() for e in self.store.endpoints(n.name).values()
+                         for p in e.ports]
+                claimed = ports.claim(publish, taken, res)
+                ep = Endpoint(container_id=container_id, endpoint_id=eid, ip=addr, mac=ipam.mac_for(addr),
+                              ifname=ifname, veth=_veth_name(eid), name=name, aliases=tuple(aliases),
+                              ports=tuple(claimed), hosts_path=hosts_path)
+                state.setdefault("endpoints", {})[container_id] = ep.to_json()
+                self.store.put_alloc_state(net.name, state)
+                try:
+                    if not os.path.exists(f"/sys/class/net/{net.bridge}"):
+                        self.activate(net)
+                    elif claimed:
+                        self.apply_firewall(forward_changed=False)
+                    self._update_hosts(net)
+                except BaseException:
+                    self._forget(net, container_id)
+                    raise
+        except BaseException:
+            res.close()
+            raise
+        try:
+            self._plumb(net, ep, netns, default_route)
+        except BaseException:
+            with Netlink() as nl:
+                nl.del_link(ep.veth)
+            with self.store.locked():
+                self._forget(net, container_id)
+            res.close()
+            raise
+        return Attachment(net, ep, res)
+
+    def _plumb(self, net: NetworkConfig, ep: Endpoint, netns: str | int, default_route: bool) -> None:
+        with open_netns(netns) as nsfd, Netlink() as nl:
+            master = nl.link_index(net.bridge)
+            nl.add_veth(ep.veth, ep.ifname, nsfd, net.mtu, master, peer_mac=ep.mac)
+            with netlink_in(nsfd, str(netns)) as inner:
+                idx = inner.link_index(ep.ifname)
+                import ipaddress
+
+                sub = ipaddress.ip_network(net.subnet)
+                inner.add_addr(idx, ep.ip, sub.prefixlen, str(sub.broadcast_address))
+                inner.set_up(ep.ifname)
+                inner.set_up("lo")
+                if default_route:
+                    inner.add_default_route(net.gateway, idx)
+
+    def _forget(self, net: NetworkConfig, container_id: str) -> Endpoint | None:
+        """Drop the record (lock held); re-render rules if it published ports; fix hosts files."""
+        state = self.store.alloc_state(net.name)
+        raw = state.get("endpoints", {}).pop(container_id, None)
+        if raw is None:
+            return None
+        self.store.put_alloc_state(net.name, state)
+        ep = Endpoint.from_json(raw)
+        if ep.ports and os.path.exists(f"/sys/class/net/{net.bridge}"):
+            self.apply_firewall(forward_changed=False)
+        self._update_hosts(net)
+        if ep.hosts_path:
+            etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(container_id))
+        return ep
+
+    def detach(self, network: str, container_id: str) -> Endpoint:
+        """Disconnect: delete the veth (if the netns still exists), release the address and
+        ports. Raises NotFound if the container is not on the network."""
+        net = self.get(network)
+        ep = self.store.endpoints(net.name).get(container_id)
+        if ep is None:
+            raise NotFound(f"container {container_id[:12]} is not connected to network {net.name}")
+        try:
+            with Netlink() as nl:
+                nl.del_link(ep.veth)
+        except OSFailure:
+            pass  # the netns died with the container and took the pair with it
+        with self.store.locked():
+            self._forget(net, container_id)
+        return ep
+
+    def detach_all(self, container_id: str) -> list[str]:
+        """Detach from every network (the engine's cleanup at container stop/rm). Idempotent."""
+        out = []
+        for net, _ep in self.store.endpoints_of(container_id):
+            try:
+                self.detach(net.name, container_id)
+                out.append(net.name)
+            except NotFound:
+                pass
+        return out
+
+    def container_ports(self, container_id: str) -> list[PortMapping]:
+        """What ``pallet port CONTAINER`` prints (every network's published ports)."""
+        return [p for _net, ep in self.store.endpoints_of(container_id) for p in ep.ports]
+
+    def container_endpoints(self, container_id: str) -> list[tuple[NetworkConfig, Endpoint]]:
+        return self.store.endpoints_of(container_id)
+
+    # names -----------------------------------------------------------------------------
+    def peers_of(self, container_id: str) -> list[tuple[str, list[str]]]:
+        """(ip, names) of everyone sharing a user network with the container, itself included."""
+        out: list[tuple[str, list[str]]] = []
+        for net in self.store.all():
+            if net.name == DEFAULT_NETWORK:
+                continue  # docker's default bridge has no name resolution
+            eps = self.store.endpoints(net.name)
+            if container_id not in eps:
+                continue
+            for cid, ep in sorted(eps.items()):
+                names = [n for n in (ep.name, *ep.aliases, cid[:12]) if n]
+                out.append((ep.ip, list(dict.fromkeys(names))))
+        return out
+
+    def _update_hosts(self, net: NetworkConfig) -> None:
+        if net.name == DEFAULT_NETWORK:
+            return
+        for cid, ep in self.store.endpoints(net.name).items():
+            if ep.hosts_path:
+                etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(cid))

@@ -1,0 +1,109 @@
+"""The files the engine bind-mounts into a container: /etc/hosts, /etc/hostname,
+/etc/resolv.conf, written as docker writes them; and the managed peers section of /etc/hosts.
+
+Name resolution between containers uses managed hosts files, not a DNS server: pallet has
+no daemon, so a resolver would be one more long-lived process per network to start on the
+run path and to supervise. Each container's hosts file ends with a section listing the
+other containers (names and aliases) of every user network it is on; pallet rewrites that
+section in every member's file when a container joins or leaves. Rewrites are in place
+(same inode) because the file is bind-mounted: a rename would leave the container looking
+at the old file.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable
+
+from pallet.errors import InvalidArgument
+
+MARKER = "# pallet: containers on shared networks (rewritten when one joins or leaves)\n"
+_BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")  # docker's fallback when the host only has local resolvers
+
+
+def parse_add_host(spec: str, host_gateway: str = "") -> tuple[str, str]:
+    """``--add-host NAME:IP`` (also ``NAME=IP``; IP ``host-gateway`` = the network's gateway)."""
+    sep = "=" if "=" in spec else ":"
+    name, _, ip = spec.partition(sep)
+    if ip == "host-gateway":
+        if not host_gateway:
+            raise InvalidArgument(f"--add-host {spec}: host-gateway needs a bridge network")
+        ip = host_gateway
+    try:
+        ipaddress.ip_address(ip.strip("[]"))
+    except ValueError:
+        raise InvalidArgument(f"invalid --add-host {spec!r}: want NAME:IP") from None
+    if not name:
+        raise InvalidArgument(f"invalid --add-host {spec!r}: missing host name")
+    return name, ip.strip("[]")
+
+
+def hostname_content(hostname: str) -> str:
+    return f"{hostname}\n"
+
+
+def hosts_content(hostname: str, ip: str | None, extra: Iterable[tuple[str, str]] = (),
+                  peers: Iterable[tuple[str, Iterable[str]]] = ()) -> str:
+    """docker's /etc/hosts: localhost lines, --add-host lines, then "IP HOSTNAME" (when the
+    container has an address), then pallet's peers section (empty until peers exist)."""
+    text = _BASE + "".join(f"{addr}\t{name}\n" for name, addr in extra)
+    if ip:
+        text += f"{ip}\t{hostname}\n"
+    return text + MARKER + _peer_lines(peers)
+
+
+def _peer_lines(peers: Iterable[tuple[str, Iterable[str]]]) -> str:
+    return "".join(f"{ip}\t{' '.join(names)}\n" for ip, names in peers)
+
+
+def rewrite_peers(path: str, peers: Iterable[tuple[str, Iterable[str]]]) -> None:
+    """Replace the peers section of the hosts file PATH in place (same inode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # the container is gone; nothing to update
+    with os.fdopen(fd, "r+") as f:
+        text = f.read()
+        head = text.split(MARKER, 1)[0] if MARKER in text else text
+        new = head + MARKER + _peer_lines(peers)
+        if new != text:
+            f.seek(0)
+            f.write(new)
+            f.truncate()
+
+
+def _host_resolv(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def resolv_conf_content(dns: Iterable[str] = (), search: Iterable[str] = (), options: Iterable[str] = (),
+                        host_path: str = "/etc/resolv.conf") -> str:
+    """docker's rule: the host's resolv.conf minus loopback nameservers (unreachable from a
+    container's netns); with none left, 8.8.8.8 and 8.8.4.4. --dns/--dns-search/--dns-option
+    replace the corresponding lines."""
+    dns, search, options = list(dns), list(search), list(options)
+    for d in dns:
+        try:
+            ipaddress.ip_address(d)
+        except ValueError:
+            raise InvalidArgument(f"invalid --dns address {d!r}") from None
+    lines = _host_resolv(host_path)
+    servers = [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
+    if not dns:
+        dns = [s for s in servers if not ipaddress.ip_address(s.split("%")[0]).is_loopback] or list(DEFAULT_DNS)
+    if not search:
+        search = [w for ln in lines if ln.startswith(("search", "domain")) for w in ln.split()[1:]]
+    if not options:
+        options = [w for ln in lines if ln.startswith("options") for w in ln.split()[1:]]
+    out = "".join(f"nameserver {d}\n" for d in dns)
+    if search:
+        out += f"search {' '.join(search)}\n"
+    if options:
+        out += f"options {' '.join(options)}\n"
+    return out

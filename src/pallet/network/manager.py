@@ -1,0 +1,201 @@
+"""Networks: create, list, inspect, remove, prune; bringing a network's bridge and firewall
+up on the host (activation) and down again.
+
+A network is *active* when its bridge exists on the host. Attaching the first container
+activates it; the bridge and its rules then stay until ``network rm`` (or ``prune``, which
+also deactivates the idle default network) so that each ``run`` pays only for its veth,
+not for a bridge and an nft transaction. The firewall is re-rendered from the store on every
+change of the active set or of the published ports (see ``firewall``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure
+from pallet.network import firewall, subnets
+from pallet.network.model import (
+    DEFAULT_BRIDGE,
+    DEFAULT_NETWORK,
+    PSEUDO_NETWORKS,
+    Endpoint,
+    NetworkConfig,
+    inspect_network,
+    pseudo_network,
+)
+from pallet.network.rtnl import Netlink
+from pallet.network.store import NetworkStore, validate_name
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
+
+
+def _new_id(name: str) -> str:
+    return hashlib.sha256(f"{name}:{time.time_ns()}:{os.getpid()}:{os.urandom(8).hex()}".encode()).hexdigest()
+
+
+def bridge_exists(bridge: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{bridge}")
+
+
+class Networks:
+    """Network operations on one pallet root. Mutations take the store lock."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.store = NetworkStore(root)
+
+    # lookups ---------------------------------------------------------------------------
+    def get(self, name: str) -> NetworkConfig:
+        if name == DEFAULT_NETWORK and not self.store.exists(name):
+            return self.ensure_default()
+        return self.store.get(name)
+
+    def ensure_default(self) -> NetworkConfig:
+        """The ``bridge`` network's config, created on first use. Its subnet comes from
+        PALLET_BRIDGE_SUBNET, else the first of the default pool free of host routes."""
+        if self.store.exists(DEFAULT_NETWORK):
+            return self.store.get(DEFAULT_NETWORK)
+        with self.store.locked():
+            if self.store.exists(DEFAULT_NETWORK):
+                return self.store.get(DEFAULT_NETWORK)
+            return self._create(DEFAULT_NETWORK, os.environ.get("PALLET_BRIDGE_SUBNET"), None, False, {},
+                                bridge=DEFAULT_BRIDGE)
+
+    def list(self) -> list[dict[str, Any]]:
+        self.ensure_default()
+        out = [inspect_network(n, self.store.endpoints(n.name)) for n in self.store.all()]
+        return out + [pseudo_network(p) for p in PSEUDO_NETWORKS]
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        if name in PSEUDO_NETWORKS:
+            return pseudo_network(name)
+        net = self.get(name)
+        return inspect_network(net, self.store.endpoints(net.name))
+
+    # create ----------------------------------------------------------------------------
+    def create(self, name: str, subnet: str | None = None, gateway: str | None = None, internal: bool = False,
+               labels: dict[str, str] | None = None, driver: str = "bridge") -> NetworkConfig:
+        validate_name(name)
+        if driver != "bridge":
+            raise InvalidArgument(f"network driver {driver!r} is not supported (only bridge)")
+        if name in PSEUDO_NETWORKS or name == DEFAULT_NETWORK:
+            raise Conflict(f"network {name} is a predefined network")
+        if gateway and not subnet:
+            raise InvalidArgument("--gateway needs --subnet")
+        self.ensure_default()
+        with self.store.locked():
+            if self.store.exists(name):
+                raise Conflict(f"network with name {name} already exists")
+            return self._create(name, subnet, gateway, internal, labels or {})
+
+    def _create(self, name: str, subnet: str | None, gateway: str | None, internal: bool,
+                labels: dict[str, str], bridge: str | None = None) -> NetworkConfig:
+        nets = self.store.all()
+        taken = [(n.name, n.subnet) for n in nets]
+        routes = subnets.host_routes()
+        own = [subnets.parse_subnet(n.subnet) for n in nets if bridge_exists(n.bridge)]
+        routes = [r for r in routes if r not in own]
+        if subnet:
+            net = subnets.parse_subnet(subnet)
+            subnets.check_free(net, taken, routes)
+        else:
+            pool: Iterable[Any] = subnets.DEFAULT_POOL if name == DEFAULT_NETWORK else subnets.user_candidates()
+            net = subnets.pick(pool, taken, routes)
+        gw = subnets.parse_gateway(gateway, net)
+        if bridge is None:
+            used = {n.bridge for n in nets}
+            bridge = next(f"pallet{i}" for i in range(1, 10000)
+                          if f"pallet{i}" not in used and not bridge_exists(f"pallet{i}"))
+        cfg = NetworkConfig(name=name, id=_new_id(name), created=_now(), bridge=bridge, subnet=str(net),
+                            gateway=gw, internal=internal, labels=dict(labels))
+        self.store.put(cfg)
+        return cfg
+
+    # remove ----------------------------------------------------------------------------
+    def remove(self, name: str) -> NetworkConfig:
+        if name in PSEUDO_NETWORKS or name == DEFAULT_NETWORK:
+            raise Conflict(f"{name} is a pre-defined network and cannot be removed")
+        net = self.store.get(name)
+        with self.store.locked():
+            eps = self.store.endpoints(net.name)
+            if eps:
+                names = ", ".join(ep.name or cid[:12] for cid, ep in sorted(eps.items()))
+                raise Conflict(f"network {net.name} is in use by container(s): {names}")
+            self._deactivate(net)
+            self.store.delete(net.name)
+        return net
+
+    def prune(self) -> list[str]:
+        """Remove every unused user network; also take down the idle default bridge."""
+        removed = []
+        with self.store.locked():
+            for net in self.store.all():
+                if self.store.endpoints(net.name):
+                    continue
+                self._deactivate(net)
+                if net.name != DEFAULT_NETWORK:
+                    self.store.delete(net.name)
+                    removed.append(net.name)
+        return removed
+
+    # host state ------------------------------------------------------------------------
+    def active(self) -> list[NetworkConfig]:
+        return [n for n in self.store.all() if bridge_exists(n.bridge)]
+
+    def apply_firewall(self, forward_changed: bool, extra: NetworkConfig | None = None,
+                       without: str | None = None) -> None:
+        """Render the firewall from the store (caller holds the lock)."""
+        nets = [n for n in self.active() if n.name != without]
+        if extra is not None and all(n.name != extra.name for n in nets):
+            nets.append(extra)
+        pubs = [firewall.Published(p, ep.ip) for n in nets for ep in self.store.endpoints(n.name).values()
+                for p in ep.ports]
+        firewall.apply(nets, pubs, forward_changed)
+
+    def activate(self, net: NetworkConfig) -> None:
+        """Create the bridge (gateway address, up, route_localnet) and its rules. Lock held.
+        On failure nothing of it remains."""
+        if bridge_exists(net.bridge):
+            return
+        mac = "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
+        try:
+            with Netlink() as nl:
+                nl.add_bridge(net.bridge, mac, net.mtu)
+                idx = nl.link_index(net.bridge)
+                import ipaddress
+
+                sub = ipaddress.ip_network(net.subnet)
+                nl.add_addr(idx, net.gateway, sub.prefixlen, str(sub.broadcast_address))
+                nl.set_up(net.bridge)
+            with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "w") as f:
+                f.write("1")
+            self.apply_firewall(forward_changed=True, extra=net)
+        except BaseException:
+            with Netlink() as nl:
+                nl.del_link(net.bridge)
+            try:
+                self.apply_firewall(forward_changed=True)
+            except Exception:
+                pass
+            raise
+
+    def _deactivate(self, net: NetworkConfig) -> None:
+        if not bridge_exists(net.bridge):
+            return
+        try:
+            with Netlink() as nl:
+                nl.del_link(net.bridge)
+        except OSFailure:
+            raise
+        self.apply_firewall(forward_changed=True, without=net.name)
+
+    def endpoints(self, name: str) -> dict[str, Endpoint]:
+        return self.store.endpoints(self.get(name).name)
+
+
+def not_found_container(name: str) -> NotFound:
+    return NotFound(f"no such container: {name}")

@@ -1,0 +1,117 @@
+"""Network values: a network's configuration, an endpoint (one container on one network) and
+a published port. Frozen dataclasses with JSON (de)serialisers; no I/O here.
+
+The on-disk JSON uses these field names; ``inspect_network`` renders the Docker Engine API
+shape (``GET /networks/{id}``: Name, Id, Created, Scope, Driver, IPAM.Config, Internal,
+Containers, Options, Labels).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+DEFAULT_NETWORK = "bridge"
+DEFAULT_BRIDGE = "pallet0"
+PSEUDO_NETWORKS = ("host", "none")  # docker lists them; they have no config and no bridge
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """HOST_IP:HOST_PORT -> CONTAINER_PORT/PROTO. host_ip "" means every host address."""
+
+    host_port: int
+    container_port: int
+    proto: str = "tcp"
+    host_ip: str = ""
+
+    def key(self) -> tuple[str, int, str]:
+        return (self.host_ip, self.host_port, self.proto)
+
+    def __str__(self) -> str:
+        return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    name: str
+    id: str
+    created: str
+    bridge: str
+    subnet: str
+    gateway: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    mtu: int = 1500
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.subnet).prefixlen
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> NetworkConfig:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One container's interface on one network. ``veth`` is the host-side link name."""
+
+    container_id: str
+    endpoint_id: str
+    ip: str
+    mac: str
+    ifname: str = "eth0"
+    veth: str = ""
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    hosts_path: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["aliases"] = list(self.aliases)
+        d["ports"] = [asdict(p) for p in self.ports]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Endpoint:
+        d = dict(d)
+        d["aliases"] = tuple(d.get("aliases", ()))
+        d["ports"] = tuple(PortMapping(**p) for p in d.get("ports", ()))
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def with_(self, **kw: Any) -> Endpoint:
+        return replace(self, **kw)
+
+
+def inspect_network(net: NetworkConfig, endpoints: dict[str, Endpoint]) -> dict[str, Any]:
+    """The Docker Engine API's network object (what ``docker network inspect`` prints)."""
+    containers = {
+        cid: {"Name": ep.name, "EndpointID": ep.endpoint_id, "MacAddress": ep.mac,
+              "IPv4Address": f"{ep.ip}/{net.prefixlen}", "IPv6Address": ""}
+        for cid, ep in sorted(endpoints.items())
+    }
+    return {
+        "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local", "Driver": net.driver,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]},
+        "Internal": net.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False, "Containers": containers,
+        "Options": {BRIDGE_NAME_OPTION: net.bridge, "com.docker.network.driver.mtu": str(net.mtu)},
+        "Labels": dict(net.labels),
+    }
+
+
+def pseudo_network(name: str) -> dict[str, Any]:
+    """``host`` and ``none`` as docker shows them (driver host / null, no IPAM config)."""
+    return {"Name": name, "Id": ("0" * 63 + ("1" if name == "host" else "2")), "Created": "",
+            "Scope": "local", "Driver": "host" if name == "host" else "null", "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
+            "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+            "Containers": {}, "Options": {}, "Labels": {}}

@@ -1,0 +1,137 @@
+"""The network store: one JSON file per network and one allocation file per network under
+``ROOT/networks/``, written atomically (temp file in the same directory, fsync, rename).
+
+Layout::
+
+    ROOT/networks/.lock                   flock: every mutation (create, rm, IPAM, firewall)
+    ROOT/networks/NAME.json               NetworkConfig (immutable after create)
+    ROOT/networks/NAME.endpoints.json     {"next": IP, "endpoints": {CONTAINER_ID: Endpoint}}
+
+Readers (ls, inspect, port) take no lock: a rename is atomic, so they see a whole old or a
+whole new file. Writers hold ``.lock`` for the short read-modify-write only (IPAM, records,
+firewall), never while doing netlink work on a container, so concurrent starts serialise on
+microseconds, not milliseconds. One lock for the store (not one per network) because the
+firewall and subnet-overlap checks read every network anyway.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pallet.errors import InvalidArgument, NotFound
+from pallet.network.model import PSEUDO_NETWORKS, Endpoint, NetworkConfig
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def validate_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+class NetworkStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.dir = Path(root) / "networks"
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The store-wide exclusive lock (blocks; holders keep it for short updates only)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _cfg(self, name: str) -> Path:
+        return self.dir / f"{name}.json"
+
+    def _eps(self, name: str) -> Path:
+        return self.dir / f"{name}.endpoints.json"
+
+    # configs ---------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name[:-5] for p in self.dir.glob("*.json") if not p.name.endswith(".endpoints.json")
+                      and not p.name.startswith("."))
+
+    def all(self) -> list[NetworkConfig]:
+        out = []
+        for n in self.names():
+            try:
+                out.append(NetworkConfig.from_json(_read_json(self._cfg(n))))
+            except FileNotFoundError:
+                continue  # removed while listing
+        return out
+
+    def get(self, name_or_id: str) -> NetworkConfig:
+        """By exact name, then by full id or a unique id prefix (as docker resolves)."""
+        if name_or_id in PSEUDO_NETWORKS:
+            raise NotFound(f"network {name_or_id} has no configuration (it is a pseudo network)")
+        if _NAME_RE.match(name_or_id):
+            try:
+                return NetworkConfig.from_json(_read_json(self._cfg(name_or_id)))
+            except FileNotFoundError:
+                pass
+        if name_or_id:
+            hits = [n for n in self.all() if n.id.startswith(name_or_id)]
+            if len(hits) == 1:
+                return hits[0]
+        raise NotFound(f"network {name_or_id} not found")
+
+    def exists(self, name: str) -> bool:
+        return self._cfg(name).exists()
+
+    def put(self, net: NetworkConfig) -> None:
+        atomic_write_json(self._cfg(net.name), net.to_json())
+
+    def delete(self, name: str) -> None:
+        for p in (self._eps(name), self._cfg(name)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    # endpoints (the allocation file) ----------------------------------------------------
+    def alloc_state(self, name: str) -> dict[str, Any]:
+        try:
+            return dict(_read_json(self._eps(name)))
+        except FileNotFoundError:
+            return {"next": "", "endpoints": {}}
+
+    def put_alloc_state(self, name: str, state: dict[str, Any]) -> None:
+        atomic_write_json(self._eps(name), state)
+
+    def endpoints(self, name: str) -> dict[str, Endpoint]:
+        return {cid: Endpoint.from_json(d) for cid, d in self.alloc_state(name).get("endpoints", {}).items()}
+
+    def endpoints_of(self, container_id: str) -> list[tuple[NetworkConfig, Endpoint]]:
+        """Every (network, endpoint) of one container, in network-name order."""
+        out = []
+        for net in self.all():
+            ep = self.endpoints(net.name).get(container_id)
+            if ep is not None:
+                out.append((net, ep))
+        return out
