@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from pallet.errors import InvalidArgument
+from pallet.errors import DataCorruption, InvalidArgument, PalletError
 from pallet.oci.digest import Digest
 
 CHUNK = 1 << 20
@@ -31,12 +31,19 @@ def decompressor(stream: BinaryIO, compression: str) -> BinaryIO:
 class _Closing:
     """A decompressed stream that also closes the underlying compressed one."""
 
-    def __init__(self, inner: BinaryIO, outer: BinaryIO) -> None:
+    def __init__(self, inner: BinaryIO, outer: BinaryIO, what: str) -> None:
         self._inner = inner
         self._outer = outer
+        self._what = what
 
     def read(self, n: int = -1) -> bytes:
-        return self._outer.read(n)
+        try:
+            return self._outer.read(n)
+        except PalletError:
+            raise
+        except Exception as e:  # zlib.error, IsalError, ZstdError, EOFError share no base
+            # a corrupt stream fails in the decompressor before the digest check at EOF
+            raise DataCorruption(f"{self._what} is corrupt: {e}") from None
 
     def readable(self) -> bool:
         return True
@@ -54,10 +61,10 @@ class _Closing:
         self.close()
 
 
-def open_uncompressed(stream: BinaryIO, compression: str) -> BinaryIO:
+def open_uncompressed(stream: BinaryIO, compression: str, what: str = "layer") -> BinaryIO:
     if compression == "":
         return stream
-    return _Closing(stream, decompressor(stream, compression))  # type: ignore[return-value]
+    return _Closing(stream, decompressor(stream, compression), what)  # type: ignore[return-value]
 
 
 def gzip_to_file(src: BinaryIO, directory: Path, level: int = 1) -> tuple[Path, Digest, int]:

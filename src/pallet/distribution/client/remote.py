@@ -49,7 +49,8 @@ class RemoteLayer:
         return self._image.repo.open_blob(self.descriptor.digest, self.descriptor.size, self.progress)
 
     def uncompressed(self) -> BinaryIO:
-        return open_uncompressed(self.compressed(), mt.layer_compression(self.descriptor.media_type))
+        return open_uncompressed(self.compressed(), mt.layer_compression(self.descriptor.media_type),
+                                 f"layer {self.descriptor.digest} of {self._image.name}")
 
 
 class RemoteImage:

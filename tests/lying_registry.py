@@ -1,0 +1,123 @@
+"""A tiny registry that serves one image and lies in the ways a test asks: wrong manifest
+digest, oversized manifest, unsupported media type, corrupt or truncated blob, connection dropped
+mid-blob (once or always), 429/503 before answering. Real HTTP on loopback (http.server)."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def _d(b: bytes) -> str:
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+class LyingRegistry:
+    def __init__(self, layer_tar: Path) -> None:
+        tar = layer_tar.read_bytes()
+        self.layer = gzip.compress(tar, 1)
+        self.config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                                  "rootfs": {"type": "layers", "diff_ids": [_d(tar)]}}).encode()
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "digest": _d(self.config), "size": len(self.config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "digest": _d(self.layer), "size": len(self.layer)}]}).encode()
+        self.mode = ""
+        self.hits: dict[str, int] = {}
+        reg = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                reg.handle(self)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                reg.handle(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str = "application/json",
+              extra: dict[str, str] | None = None, length: int | None = None) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(body) if length is None else length))
+        for k, v in (extra or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(body)
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        path = h.path.split("?")[0]
+        kind = "manifest" if "/manifests/" in path else "blob" if "/blobs/" in path else "other"
+        n = self.hits[path] = self.hits.get(path, 0) + 1
+        mode = self.mode
+        if path == "/v2/":
+            return self._send(h, 200, b"{}")
+        if mode == "429" and n == 1 and kind == "manifest":
+            return self._send(h, 429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+                              extra={"Retry-After": "0"})
+        if mode == "503-always":
+            return self._send(h, 503, b'{"errors":[{"code":"UNAVAILABLE","message":"down"}]}')
+        if kind == "manifest":
+            body = self.manifest
+            ctype = "application/vnd.docker.distribution.manifest.v2+json"
+            dcd = _d(body)
+            if mode == "digest-lie":
+                dcd = _d(b"something else")
+            elif mode == "big-manifest":
+                body = json.dumps({"schemaVersion": 2, "pad": "x" * (5 << 20)}).encode()
+                dcd = _d(body)
+            elif mode == "bad-mediatype":
+                body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json",
+                                   "config": {}, "layers": []}).encode()
+                ctype = "application/vnd.example.thing+json"
+                dcd = _d(body)
+            return self._send(h, 200, body, ctype, {"Docker-Content-Digest": dcd})
+        if kind == "blob":
+            dig = path.rsplit("/", 1)[1]
+            if dig == _d(self.config):
+                return self._send(h, 200, self.config, "application/octet-stream")
+            if dig != _d(self.layer):
+                return self._send(h, 404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
+            data = self.layer
+            start = 0
+            rng = h.headers.get("Range", "")
+            if rng.startswith("bytes=") and mode == "drop-once":
+                start = int(rng[6:].split("-")[0])
+            if mode == "corrupt-blob":
+                data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+            if mode in ("drop-always", "drop-once") and (mode == "drop-always" or n == 1):
+                # announce the full length, send half, then drop the connection
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(data)))
+                h.end_headers()
+                h.wfile.write(data[: len(data) // 2])
+                h.wfile.flush()
+                h.close_connection = True
+                return None
+            if start:
+                h.send_response(206)
+                h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                h.send_header("Content-Length", str(len(data) - start))
+                h.end_headers()
+                h.wfile.write(data[start:])
+                return None
+            return self._send(h, 200, data, "application/octet-stream")
+        return self._send(h, 404, b"{}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
