@@ -15,6 +15,7 @@ from typing import Any, Callable
 # verb -> module under pallet.cli. Several verbs may share a module. Aliases that docker
 # has (``image ls`` == ``images``) are handled by the group modules.
 VERBS: dict[str, str] = {
+    "network": "network_cmd",
 }
 
 
