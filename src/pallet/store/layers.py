@@ -1,0 +1,238 @@
+"""The extracted-layer store: ROOT/layers/<diffid-hex>/{diff/,layer.json}.
+
+``add`` takes a Layer and, in ONE pass over its blob, hashes the compressed bytes, writes them to
+a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes),
+hashes the tar and extracts it into ROOT/tmp/layer-*/diff. Only when the blob digest, the blob
+size and the diff-id all match is the tree synced and renamed to ROOT/layers/<hex> (and the blob
+renamed to its address). Any failure removes the temp dir and temp blob: nothing is left behind.
+A per-layer flock makes a second process adding the same layer wait, then find it present.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pallet.errors import DataCorruption, NotFound, OSFailure, PalletError
+from pallet.image.apply import Applier
+from pallet.image.base import Layer
+from pallet.image.tario import TarReader
+from pallet.oci.digest import Digest
+from pallet.oci.mediatypes import sniff_compression
+from pallet.store.blobs import BlobStore, BlobWriter, fsync_dir
+from pallet.store.locks import locked
+from pallet.store.paths import Paths
+
+CHUNK = 1 << 20
+MARKER = "layer.json"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    diff_id: Digest
+    size: int          # bytes of the uncompressed tar
+    created: bool      # False when the layer was already present
+
+
+class _Tee:
+    """The compressed stream: every byte read is hashed, counted and written to the blob."""
+
+    def __init__(self, src: BinaryIO, writer: BlobWriter | None, algorithm: str) -> None:
+        self.src = src
+        self.writer = writer
+        self.hasher = hashlib.new(algorithm)
+        self.size = 0
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def unread(self, b: bytes) -> None:
+        self._pending = b + self._pending
+
+    def read(self, n: int = -1) -> bytes:
+        if self._pending:
+            if n < 0 or n >= len(self._pending):
+                b, self._pending = self._pending, b""
+            else:
+                b, self._pending = self._pending[:n], self._pending[n:]
+            return b
+        try:
+            b = self.src.read(CHUNK if n < 0 else n)
+        except PalletError:
+            raise
+        except OSError as e:
+            raise OSFailure.from_oserror(e, "read layer") from None
+        if b:
+            self.hasher.update(b)
+            self.size += len(b)
+            if self.writer is not None:
+                self.writer.write_unhashed(b)
+        return b
+
+    def readinto(self, buf: Any) -> int:
+        b = self.read(len(buf))
+        buf[:len(b)] = b
+        return len(b)
+
+    def close(self) -> None:
+        pass
+
+
+def _decoder(tee: _Tee, kind: str) -> Any:
+    if kind == "gzip":
+        from isal import igzip_threaded
+
+        return igzip_threaded.open(tee, "rb", threads=1)
+    if kind == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(tee, read_size=CHUNK, read_across_frames=True,
+                                                          closefd=False)
+    return tee
+
+
+def _syncfs(path: str | os.PathLike[str]) -> None:
+    """Flush the filesystem holding ``path`` once (cheaper than fsync per extracted file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class LayerStore:
+    def __init__(self, paths: Paths, blobs: BlobStore) -> None:
+        self.paths = paths
+        self.blobs = blobs
+
+    def has(self, diff_id: Digest) -> bool:
+        return os.path.isfile(self.paths.layer(diff_id) / MARKER)
+
+    def dir(self, diff_id: Digest) -> os.PathLike[str]:
+        if not self.has(diff_id):
+            raise NotFound(f"layer {diff_id} not found in the store")
+        return self.paths.layer_diff(diff_id)
+
+    def info(self, diff_id: Digest) -> dict[str, Any]:
+        try:
+            with open(self.paths.layer(diff_id) / MARKER, "rb") as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise NotFound(f"layer {diff_id} not found in the store") from None
+
+    def add(self, layer: Layer) -> LayerInfo:
+        diff_id, digest = layer.diff_id(), layer.digest()
+        if self.has(diff_id):
+            self._ensure_blob(layer, digest)
+            return LayerInfo(diff_id, int(self.info(diff_id)["size"]), False)
+        with locked(self.paths.layer_lock(diff_id)):
+            if self.has(diff_id):
+                self._ensure_blob(layer, digest)
+                return LayerInfo(diff_id, int(self.info(diff_id)["size"]), False)
+            return self._extract(layer, diff_id, digest)
+
+    def _ensure_blob(self, layer: Layer, digest: Digest) -> None:
+        if not self.blobs.has(digest):
+            with layer.compressed() as src:
+                self.blobs.put(src, digest, layer.size())
+
+    def _extract(self, layer: Layer, diff_id: Digest, digest: Digest) -> LayerInfo:
+        tmp = tempfile.mkdtemp(prefix="layer-", dir=self.paths.tmp)
+        writer = None if self.blobs.has(digest) else BlobWriter(self.paths, digest.algorithm)
+        try:
+            os.mkdir(os.path.join(tmp, "diff"), 0o755)
+            with layer.compressed() as src:
+                size = self._ingest(src, writer, digest, diff_id, layer.size(), os.path.join(tmp, "diff"))
+            with open(os.path.join(tmp, MARKER), "w") as f:
+                json.dump({"diff_id": str(diff_id), "size": size, "blob": str(digest),
+                           "media_type": layer.media_type()}, f)
+            _syncfs(tmp)
+            if writer is not None:
+                writer.commit(digest, actual=digest)
+                writer = None
+            dest = self.paths.layer(diff_id)
+            try:
+                os.rename(tmp, dest)
+            except OSError as e:
+                if not self.has(diff_id):
+                    raise OSFailure.from_oserror(e, "rename layer", str(dest)) from None
+                shutil.rmtree(tmp, ignore_errors=True)  # someone else finished it first
+                return LayerInfo(diff_id, size, False)
+            fsync_dir(self.paths.layers)
+            return LayerInfo(diff_id, size, True)
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _ingest(self, src: BinaryIO, writer: BlobWriter | None, digest: Digest, diff_id: Digest,
+                size: int | None, dest: str) -> int:
+        tee = _Tee(src, writer, digest.algorithm)
+        head = tee.read(CHUNK)
+        tee.unread(head)
+        kind = sniff_compression(head)
+        dec = _decoder(tee, kind)
+        uhash = hashlib.new(diff_id.algorithm) if kind else None
+        usize = 0
+
+        def read(n: int) -> bytes:
+            nonlocal usize
+            try:
+                b = dec.read(n)
+            except PalletError:
+                raise
+            except Exception as e:  # isal/zlib/zstd errors have no common base class
+                raise DataCorruption(f"layer {digest}: corrupt {kind} stream: {e}") from None
+            if uhash is not None:
+                uhash.update(b)
+            usize += len(b)
+            return b
+
+        root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        applier = Applier(root_fd)
+        try:
+            reader = TarReader(read)
+            applier.apply(reader)
+            reader.drain()
+        finally:
+            applier.close()
+            os.close(root_fd)
+            if dec is not tee:
+                dec.close()
+        while tee.read(CHUNK):  # anything after the compressed stream still counts for the digest
+            pass
+        got = Digest(digest.algorithm, tee.hasher.hexdigest())
+        if got != digest:
+            raise DataCorruption(f"layer blob digest mismatch: expected {digest}, got {got}")
+        if size is not None and size >= 0 and tee.size != size:
+            raise DataCorruption(f"layer blob {digest} size mismatch: expected {size}, got {tee.size}")
+        got_diff = Digest(diff_id.algorithm, uhash.hexdigest()) if uhash is not None else got
+        if got_diff != diff_id:
+            raise DataCorruption(f"layer diff-id mismatch: expected {diff_id}, got {got_diff}")
+        return usize
+
+    def remove(self, diff_id: Digest) -> None:
+        """Rename away (atomic disappearance), then delete. Caller holds the store lock exclusively."""
+        src = self.paths.layer(diff_id)
+        if not src.exists():
+            return
+        trash = tempfile.mkdtemp(prefix="gone-", dir=self.paths.tmp)
+        os.rename(src, os.path.join(trash, "l"))
+        shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.unlink(self.paths.layer_lock(diff_id))
+        except FileNotFoundError:
+            pass
+
+    def all(self) -> list[str]:
+        return os.listdir(self.paths.layers) if self.paths.layers.is_dir() else []

@@ -1,0 +1,111 @@
+"""The one documented on-disk layout of the local store (after distribution's ``paths.go``).
+
+Everything pallet keeps lives under two directories::
+
+    ROOT (--root, default /var/lib/pallet; persistent)
+      db.sqlite                 metadata (SQLite, WAL): images, image_layers, tags, repo_digests, layers
+                                (with reference counts); the engine adds its containers table here
+      blobs/sha256/<hex>        content-addressed blobs (manifests, configs, layer blobs as distributed)
+      layers/<diffid-hex>/      one extracted layer, keyed by the diff-id of its uncompressed tar
+        diff/                     the tree (an overlayfs lowerdir; whiteouts are char 0/0 devices,
+                                  opaque dirs carry trusted.overlay.opaque=y)
+        layer.json                completion marker: {"diff_id", "size"} written before the rename
+      tmp/                      every temporary file or dir (same filesystem as blobs/ and layers/, so
+                                the final os.rename is atomic); anything here is garbage once no
+                                pallet process writes (cleaned by Store.open and Store.check)
+      locks/                    flock(2) lock files: store.lock (shared by writers, exclusive by
+                                deleters/check), layer-<hex>.lock (one extraction of a layer at a time)
+      containers/<id>/          per-container persistent data (engine)
+      volumes/<name>/           named volumes (engine)
+
+    RUNROOT (--runroot, default /run/pallet; volatile, gone after reboot)
+      locks/                    per-container run-state locks (engine)
+      containers/<id>/          per-container run state: pid files, bundle, sockets (engine)
+
+Contract: a path in blobs/ or layers/ is complete when it exists (it appears only by an atomic
+rename of a finished, synced temp file or dir). Nothing outside tmp/ is ever half-written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pallet.oci.digest import Digest
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path
+    runroot: Path
+
+    @classmethod
+    def of(cls, root: str | os.PathLike[str], runroot: str | os.PathLike[str]) -> Paths:
+        return cls(Path(root).absolute(), Path(runroot).absolute())
+
+    # -- ROOT -------------------------------------------------------------------------------
+    @property
+    def db(self) -> Path:
+        return self.root / "db.sqlite"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    def blob_dir(self, algorithm: str = "sha256") -> Path:
+        return self.root / "blobs" / algorithm
+
+    def blob(self, d: Digest) -> Path:
+        return self.root / "blobs" / d.algorithm / d.encoded
+
+    @property
+    def layers(self) -> Path:
+        return self.root / "layers"
+
+    def layer(self, diff_id: Digest) -> Path:
+        """The layer's directory (holds ``diff/`` and ``layer.json``)."""
+        return self.root / "layers" / diff_id.encoded
+
+    def layer_diff(self, diff_id: Digest) -> Path:
+        """The extracted tree: what overlayfs takes as a lowerdir."""
+        return self.root / "layers" / diff_id.encoded / "diff"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def store_lock(self) -> Path:
+        return self.root / "locks" / "store.lock"
+
+    def layer_lock(self, diff_id: Digest) -> Path:
+        return self.root / "locks" / f"layer-{diff_id.encoded}.lock"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    # -- RUNROOT ----------------------------------------------------------------------------
+    @property
+    def run_locks(self) -> Path:
+        return self.runroot / "locks"
+
+    @property
+    def run_containers(self) -> Path:
+        return self.runroot / "containers"
+
+    def create(self) -> None:
+        """Make every directory of the layout (idempotent)."""
+        for d in (self.blob_dir(), self.layers, self.tmp, self.locks, self.containers, self.volumes):
+            d.mkdir(parents=True, exist_ok=True)
+        for d in (self.run_locks, self.run_containers):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
