@@ -1,0 +1,124 @@
+"""``pallet system df|check``, ``pallet version`` and ``pallet info`` (minimal)."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    grp = sub.add_parser("system", help="manage pallet")
+    gsub = grp.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(grp))
+    df = gsub.add_parser("df", help="show disk usage")
+    df.add_argument("--format", help="json, or a template such as '{{.Type}} {{.Size}}'")
+    df.set_defaults(func=_df)
+    ck = gsub.add_parser("check", help="verify blobs, layers and database rows")
+    ck.add_argument("--repair", action="store_true", help="remove what cannot be trusted")
+    ck.set_defaults(func=_check)
+    for name, fn in (("info", _info), ("version", _version)):
+        p = gsub.add_parser(name)
+        p.add_argument("--format", help="json")
+        p.set_defaults(func=fn)
+        p = sub.add_parser(name, help=f"show pallet {name}")
+        p.add_argument("--format", help="json")
+        p.set_defaults(func=fn)
+
+
+def _df(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.cli.fmt import human_size, render, table
+    from pallet.engine.image_info import disk_usage
+    from pallet.store import Store
+
+    with Store.open(g.root, g.runroot) as st:
+        u = disk_usage(st)
+    pct = f" ({100 * u.reclaimable // u.size}%)" if u.size else ""
+    objs = [
+        {"Type": "Images", "TotalCount": str(u.images), "Active": str(u.active), "Size": human_size(u.size),
+         "Reclaimable": human_size(u.reclaimable) + pct},
+        {"Type": "Containers", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Local Volumes", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+        {"Type": "Build Cache", "TotalCount": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"},
+    ]
+    if ns.format:
+        print(render(ns.format, objs))
+        return 0
+    print(table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+                [[o["Type"], o["TotalCount"], o["Active"], o["Size"], o["Reclaimable"]] for o in objs]))
+    return 0
+
+
+def _check(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.store import Store
+
+    with Store.open(g.root, g.runroot) as st:
+        rep = st.check(repair=ns.repair)
+    for p in rep.problems:
+        print(f"problem: {p}")
+    for x in rep.garbage:
+        print(f"garbage: {x}")
+    for r in rep.repaired:
+        print(f"repaired: {r}")
+    if rep.problems and not rep.ok:
+        print(f"Error: {len(rep.problems)} problem(s) found; run 'pallet system check --repair' to remove "
+              "what cannot be trusted", file=sys.stderr)
+        return 1
+    print("store ok" if not rep.problems else "store repaired")
+    return 0
+
+
+def _version_info() -> dict[str, str]:
+    from pallet import __version__
+
+    m = platform.machine()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+    return {"Version": __version__, "PythonVersion": platform.python_version(), "Os": "linux",
+            "Arch": arch, "KernelVersion": platform.release()}
+
+
+def _version(g: Any, ns: argparse.Namespace) -> int:
+    v = _version_info()
+    if ns.format == "json":
+        import json
+
+        print(json.dumps(v))
+        return 0
+    print(f"Version:         {v['Version']}\nPython version:  {v['PythonVersion']}\n"
+          f"OS/Arch:         {v['Os']}/{v['Arch']}\nKernel version:  {v['KernelVersion']}")
+    return 0
+
+
+def _info(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.store import Store
+
+    with Store.open(g.root, g.runroot) as st:
+        n = len(st.list_images())
+    v = _version_info()
+    info = {"Images": n, "Driver": "overlay", "DockerRootDir": os.path.abspath(g.root),
+            "RunRoot": os.path.abspath(g.runroot), "ServerVersion": v["Version"],
+            "KernelVersion": v["KernelVersion"], "OperatingSystem": _os_name(), "OSType": "linux",
+            "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
+            "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    if ns.format == "json":
+        import json
+
+        print(json.dumps(info))
+        return 0
+    print(f"Images: {info['Images']}\nServer Version: {info['ServerVersion']}\n"
+          f"Storage Driver: {info['Driver']}\nKernel Version: {info['KernelVersion']}\n"
+          f"Operating System: {info['OperatingSystem']}\nOSType: linux\nArchitecture: {info['Architecture']}\n"
+          f"CPUs: {info['NCPU']}\nTotal Memory: {info['MemTotal']}\n"
+          f"Pallet Root Dir: {info['DockerRootDir']}\nPallet Run Root: {info['RunRoot']}")
+    return 0
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
