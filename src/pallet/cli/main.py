@@ -15,6 +15,10 @@ from typing import Any, Callable
 # verb -> module under pallet.cli. Several verbs may share a module. Aliases that docker
 # has (``image ls`` == ``images``) are handled by the group modules.
 VERBS: dict[str, str] = {
+    # images (issue 2)
+    "images": "image", "image": "image", "import": "image", "load": "image", "save": "image",
+    "tag": "image", "rmi": "image", "history": "image", "inspect": "inspect",
+    "system": "system", "info": "system", "version": "system",
     "network": "network_cmd",
 }
 
