@@ -20,6 +20,7 @@ VERBS: dict[str, str] = {
     "tag": "image", "rmi": "image", "history": "image", "inspect": "inspect",
     "system": "system", "info": "system", "version": "system",
     "network": "network_cmd",
+    "registry": "registry_cmd",
 }
 
 
