@@ -9,7 +9,6 @@ change of the active set or of the published ports (see ``firewall``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Iterable
@@ -34,8 +33,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}Z"
 
 
-def _new_id(name: str) -> str:
-    return hashlib.sha256(f"{name}:{time.time_ns()}:{os.getpid()}:{os.urandom(8).hex()}".encode()).hexdigest()
+def _new_id() -> str:
+    return os.urandom(32).hex()
 
 
 def bridge_exists(bridge: str) -> bool:
@@ -56,14 +55,15 @@ class Networks:
 
     def ensure_default(self) -> NetworkConfig:
         """The ``bridge`` network's config, created on first use. Its subnet comes from
-        PALLET_BRIDGE_SUBNET, else the first of the default pool free of host routes."""
+        PALLET_BRIDGE_SUBNET, else the first of the default pool free of host routes; its
+        device is PALLET_BRIDGE_NAME, else pallet0."""
         if self.store.exists(DEFAULT_NETWORK):
             return self.store.get(DEFAULT_NETWORK)
         with self.store.locked():
             if self.store.exists(DEFAULT_NETWORK):
                 return self.store.get(DEFAULT_NETWORK)
             return self._create(DEFAULT_NETWORK, os.environ.get("PALLET_BRIDGE_SUBNET"), None, False, {},
-                                bridge=DEFAULT_BRIDGE)
+                                bridge=os.environ.get("PALLET_BRIDGE_NAME") or DEFAULT_BRIDGE)
 
     def list(self) -> list[dict[str, Any]]:
         self.ensure_default()
@@ -110,7 +110,7 @@ class Networks:
             used = {n.bridge for n in nets}
             bridge = next(f"pallet{i}" for i in range(1, 10000)
                           if f"pallet{i}" not in used and not bridge_exists(f"pallet{i}"))
-        cfg = NetworkConfig(name=name, id=_new_id(name), created=_now(), bridge=bridge, subnet=str(net),
+        cfg = NetworkConfig(name=name, id=_new_id(), created=_now(), bridge=bridge, subnet=str(net),
                             gateway=gw, internal=internal, labels=dict(labels))
         self.store.put(cfg)
         return cfg

@@ -1,0 +1,106 @@
+"""Helpers for the network tests: named network namespaces standing in for containers, a
+normalised snapshot of the host's network state, and bounded waits."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+_DOCKER = re.compile(r"docker|DOCKER|172\.17\.|^veth[0-9a-f]{7}$")
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
+
+
+class Netns:
+    """``ip netns add NAME``; processes started in it are killed and the netns deleted on close.
+    ``hosts`` is /etc/netns/NAME/hosts, which ``ip netns exec`` bind-mounts on /etc/hosts."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.path = f"/run/netns/{name}"
+        self.etc = Path("/etc/netns") / name
+        self.hosts = str(self.etc / "hosts")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        sh("ip", "netns", "add", name)
+
+    def exec(self, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", self.name, *argv, check=False, timeout=timeout)
+
+    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, *argv], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def httpd(self, root: Path, port: int = 80) -> None:
+        self.spawn(BUSYBOX, "httpd", "-f", "-p", str(port), "-h", str(root))
+        wait_for(lambda: self.wget(f"http://127.0.0.1:{port}/", timeout=1).returncode == 0,
+                 f"httpd in {self.name}")
+
+    def wget(self, url: str, timeout: int = 3) -> subprocess.CompletedProcess[str]:
+        # (this busybox's wget -T segfaults: bound it with timeout(1) instead)
+        return self.exec("timeout", str(timeout), BUSYBOX, "wget", "-q", "-O", "-", url, timeout=timeout + 10)
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait(timeout=10)
+        sh("ip", "netns", "del", self.name, check=False)
+        shutil.rmtree(self.etc, ignore_errors=True)
+
+
+@contextmanager
+def netnses(*names: str) -> Iterator[list[Netns]]:
+    made: list[Netns] = []
+    try:
+        for n in names:
+            made.append(Netns(n))
+        yield made
+    finally:
+        for ns in made:
+            ns.close()
+
+
+def wait_for(cond: object, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    for _ in range(1000):
+        if cond():  # type: ignore[operator]
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _strip_link(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in ("stats", "stats64", "operstate_change")}
+
+
+def snapshot() -> dict[str, object]:
+    """Links, addresses, routes, nftables ruleset and iptables rules, minus docker's own
+    moving parts (its veths, counters) which the anchor dockerd may change meanwhile."""
+    links = [_strip_link(x) for x in json.loads(sh("ip", "-j", "link").stdout)
+             if not _DOCKER.search(x.get("ifname", ""))]
+    addrs = [{"ifname": x.get("ifname"), "addr": [(a.get("local"), a.get("prefixlen")) for a in x.get("addr_info", [])]}
+             for x in json.loads(sh("ip", "-j", "addr").stdout) if not _DOCKER.search(x.get("ifname", ""))]
+    routes = [r for r in json.loads(sh("ip", "-j", "route").stdout) if r.get("dev") != "docker0"]
+    nft = [ln for ln in sh("nft", "-s", "list", "ruleset").stdout.splitlines() if not _DOCKER.search(ln)]
+    ipt = [re.sub(r"\[\d+:\d+\]", "", ln) for ln in sh("iptables-save").stdout.splitlines()
+           if not ln.startswith("#") and not _DOCKER.search(ln)]
+    return {"links": links, "addrs": addrs, "routes": routes, "nft": nft, "iptables": ipt}
+
+
+def default_net_env(tag: str) -> dict[str, str]:
+    """Env for a test's default network: its own bridge device and subnet (tests must not
+    collide with a real pallet0 or with each other)."""
+    n = os.getpid() % 200 + 20
+    return {"PALLET_BRIDGE_NAME": f"pt{tag}{os.getpid() % 10000}", "PALLET_BRIDGE_SUBNET": f"10.{n}.{len(tag)}.0/24"}
