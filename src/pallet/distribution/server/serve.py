@@ -60,8 +60,11 @@ def _run_worker(c: Config, metrics: Metrics, index: int, ctx: ssl.SSLContext | N
 
 def serve(c: Config) -> int:
     """Serve until SIGTERM/SIGINT. Prints one line when listening."""
+    from pallet.distribution.server.app import make_authorizer
+
     c.validate()
     ctx = ssl_context(c)
+    make_authorizer(c)  # unreadable htpasswd / key files fail here, before anything is created
     host, port = c.host_port()
     _check_bind(host, port)
     os.makedirs(c.root, exist_ok=True)
