@@ -190,7 +190,7 @@ def test_concurrent_loads_one_image(pallet, tmp_path: Path) -> None:
 
 
 def test_sigkill_during_load(pallet, tmp_path: Path) -> None:
-    arch = _big_archive(tmp_path, 160)
+    arch = _big_archive(tmp_path, 64)
     p = subprocess.Popen(pallet.argv("load", "-i", str(arch)), env=pallet.env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
