@@ -22,7 +22,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 def _nets(g: Any) -> Any:
     from pallet.network.endpoint import Endpoints
 
-    return Endpoints(g.root)
+    return Endpoints(g.root, g.runroot)
 
 
 def _create(g: Any, ns: argparse.Namespace) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
 from pallet.network import etcfiles, ipam, ports
@@ -25,11 +25,10 @@ from pallet.network.model import Endpoint, NetworkConfig, PortMapping
 from pallet.network.rtnl import Netlink, netlink_in, open_netns
 
 
-@dataclass
-class Attachment:
+class Attachment(NamedTuple):
     network: NetworkConfig
     endpoint: Endpoint
-    reservation: ports.Reservation = field(default_factory=ports.Reservation)
+    reservation: ports.Reservation
 
 
 def _veth_name(endpoint_id: str) -> str:
@@ -126,28 +125,36 @@ class Endpoints(Networks):
             etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(container_id))
         return ep
 
-    def detach(self, network: str, container_id: str) -> Endpoint:
-        """Disconnect: delete the veth (if the netns still exists), release the address and
-        ports. Raises NotFound if the container is not on the network."""
+    def detach(self, network: str, container_id: str, unplug: bool = True) -> Endpoint:
+        """Disconnect: delete the veth, release the address and ports. Raises NotFound if
+        the container is not on the network.
+
+        UNPLUG=False skips deleting the veth: use it when the container's netns is dead or
+        dying (the container exited and nothing holds its netns), since the kernel then
+        destroys the pair itself, off the caller's path; an explicit RTM_DELLINK waits for
+        RCU grace periods (~25-30 ms here). Round-robin IPAM keeps the released address from
+        being handed out again while that happens."""
         net = self.get(network)
         ep = self.store.endpoints(net.name).get(container_id)
         if ep is None:
             raise NotFound(f"container {container_id[:12]} is not connected to network {net.name}")
-        try:
-            with Netlink() as nl:
-                nl.del_link(ep.veth)
-        except OSFailure:
-            pass  # the netns died with the container and took the pair with it
+        if unplug and os.path.exists(f"/sys/class/net/{ep.veth}"):
+            try:
+                with Netlink() as nl:
+                    nl.del_link(ep.veth)
+            except OSFailure:
+                pass  # the netns died meanwhile and took the pair with it
         with self.store.locked():
             self._forget(net, container_id)
         return ep
 
-    def detach_all(self, container_id: str) -> list[str]:
-        """Detach from every network (the engine's cleanup at container stop/rm). Idempotent."""
+    def detach_all(self, container_id: str, unplug: bool = True) -> list[str]:
+        """Detach from every network (the engine's cleanup at container stop/rm). Idempotent.
+        See ``detach`` for UNPLUG."""
         out = []
         for net, _ep in self.store.endpoints_of(container_id):
             try:
-                self.detach(net.name, container_id)
+                self.detach(net.name, container_id, unplug=unplug)
                 out.append(net.name)
             except NotFound:
                 pass

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pallet.errors import Unavailable
 from pallet.network.model import NetworkConfig, PortMapping
@@ -33,8 +33,7 @@ TABLE = "pallet"
 FWD_CHAIN = "PALLET-FORWARD"
 
 
-@dataclass(frozen=True)
-class Published:
+class Published(NamedTuple):
     port: PortMapping
     ip: str  # the container's address
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure
-from pallet.network import firewall, subnets
+from pallet.network import subnets
 from pallet.network.model import (
     DEFAULT_BRIDGE,
     DEFAULT_NETWORK,
@@ -44,8 +44,9 @@ def bridge_exists(bridge: str) -> bool:
 class Networks:
     """Network operations on one pallet root. Mutations take the store lock."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.store = NetworkStore(root)
+    def __init__(self, root: str | os.PathLike[str], runroot: str | os.PathLike[str] | None = None) -> None:
+        """ROOT holds network configs; RUNROOT (default ROOT/run) the endpoints (run state)."""
+        self.store = NetworkStore(root, runroot if runroot is not None else os.path.join(root, "run"))
 
     # lookups ---------------------------------------------------------------------------
     def get(self, name: str) -> NetworkConfig:
@@ -149,6 +150,8 @@ class Networks:
     def apply_firewall(self, forward_changed: bool, extra: NetworkConfig | None = None,
                        without: str | None = None) -> None:
         """Render the firewall from the store (caller holds the lock)."""
+        from pallet.network import firewall  # subprocess + shutil: only when rules change
+
         nets = [n for n in self.active() if n.name != without]
         if extra is not None and all(n.name != extra.name for n in nets):
             nets.append(extra)

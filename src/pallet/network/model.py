@@ -1,5 +1,8 @@
 """Network values: a network's configuration, an endpoint (one container on one network) and
-a published port. Frozen dataclasses with JSON (de)serialisers; no I/O here.
+a published port. NamedTuples with JSON (de)serialisers; no I/O here.
+
+They are NamedTuples rather than frozen dataclasses because they are defined on the run
+path: a frozen dataclass costs ~3 ms to define here, a NamedTuple ~0.25 ms.
 
 The on-disk JSON uses these field names; ``inspect_network`` renders the Docker Engine API
 shape (``GET /networks/{id}``: Name, Id, Created, Scope, Driver, IPAM.Config, Internal,
@@ -8,8 +11,7 @@ Containers, Options, Labels).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 DEFAULT_NETWORK = "bridge"
 DEFAULT_BRIDGE = "pallet0"
@@ -17,8 +19,7 @@ PSEUDO_NETWORKS = ("host", "none")  # docker lists them; they have no config and
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     """HOST_IP:HOST_PORT -> CONTAINER_PORT/PROTO. host_ip "" means every host address."""
 
     host_port: int
@@ -33,8 +34,7 @@ class PortMapping:
         return f"{self.container_port}/{self.proto} -> {self.host_ip or '0.0.0.0'}:{self.host_port}"
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
+class NetworkConfig(NamedTuple):
     name: str
     id: str
     created: str
@@ -43,7 +43,7 @@ class NetworkConfig:
     gateway: str
     driver: str = "bridge"
     internal: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] | None = None
     mtu: int = 1500
 
     @property
@@ -51,15 +51,16 @@ class NetworkConfig:
         return ipaddress.ip_network(self.subnet).prefixlen
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = self._asdict()
+        d["labels"] = dict(self.labels or {})
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> NetworkConfig:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        return cls(**{k: d[k] for k in cls._fields if k in d})
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One container's interface on one network. ``veth`` is the host-side link name."""
 
     container_id: str
@@ -74,9 +75,9 @@ class Endpoint:
     hosts_path: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = self._asdict()
         d["aliases"] = list(self.aliases)
-        d["ports"] = [asdict(p) for p in self.ports]
+        d["ports"] = [p._asdict() for p in self.ports]
         return d
 
     @classmethod
@@ -84,10 +85,7 @@ class Endpoint:
         d = dict(d)
         d["aliases"] = tuple(d.get("aliases", ()))
         d["ports"] = tuple(PortMapping(**p) for p in d.get("ports", ()))
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
-    def with_(self, **kw: Any) -> Endpoint:
-        return replace(self, **kw)
+        return cls(**{k: d[k] for k in cls._fields if k in d})
 
 
 def inspect_network(net: NetworkConfig, endpoints: dict[str, Endpoint]) -> dict[str, Any]:
@@ -104,7 +102,7 @@ def inspect_network(net: NetworkConfig, endpoints: dict[str, Endpoint]) -> dict[
         "Internal": net.internal, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
         "ConfigOnly": False, "Containers": containers,
         "Options": {BRIDGE_NAME_OPTION: net.bridge, "com.docker.network.driver.mtu": str(net.mtu)},
-        "Labels": dict(net.labels),
+        "Labels": dict(net.labels or {}),
     }
 
 
