@@ -1,0 +1,179 @@
+"""Containers: immutable config + mutable state, stored in the ``containers`` table.
+
+A ``Container`` is a snapshot of one row. ``config`` holds docker's ``Config``, ``HostConfig``,
+the resolved ``Mounts`` and the image reference, and never changes after create (except the
+name, via ``rename``). Mutable fields change only through ``pallet.engine.state``.
+
+On-disk (see ``Dirs``): ``<root>/containers/<id>/`` keeps what outlives a boot (upper and work
+dirs of the overlay, the json-file log, hostname/hosts files); ``<runroot>/containers/<id>/``
+keeps what dies with the machine (runtime state, the bundle of external runtimes).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pallet.errors import Conflict, InvalidArgument, NotFound
+
+COLUMNS = ("id", "name", "image_id", "created", "config", "status", "pid", "exit_code", "oom_killed",
+           "started_at", "finished_at", "restart_count", "error", "rt", "waiter", "stopped_by_user")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+@dataclass
+class Container:
+    id: str
+    name: str
+    image_id: str
+    created: str
+    config: dict[str, Any]
+    status: str = "created"
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    restart_count: int = 0
+    error: str = ""
+    rt: dict[str, Any] = field(default_factory=dict)
+    waiter: int = 0
+    stopped_by_user: bool = False
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Container:
+        d = dict(zip(COLUMNS, row, strict=True))
+        d["config"] = json.loads(d["config"])
+        d["rt"] = json.loads(d["rt"])
+        d["oom_killed"] = bool(d["oom_killed"])
+        d["stopped_by_user"] = bool(d["stopped_by_user"])
+        return cls(**d)
+
+    # convenience views of the immutable config
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.config["Config"]
+
+    @property
+    def host(self) -> dict[str, Any]:
+        return self.config["HostConfig"]
+
+    @property
+    def mounts(self) -> list[dict[str, Any]]:
+        return self.config.get("Mounts", [])
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "paused", "restarting")
+
+
+class Dirs:
+    """Where one container's files live."""
+
+    def __init__(self, root: str | Path, runroot: str | Path, cid: str) -> None:
+        self.dir = Path(root) / "containers" / cid
+        self.run = Path(runroot) / "containers" / cid
+        self.upper = self.dir / "upper"
+        self.work = self.dir / "work"
+        self.log = self.dir / f"{cid}-json.log"
+
+    def make(self) -> None:
+        for d in (self.upper, self.work):
+            d.mkdir(parents=True, exist_ok=True)
+        self.run.mkdir(parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        import shutil
+
+        for d in (self.dir, self.run):
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+                if d.exists():  # overlay work dirs can hold a d--------- 'work' dir: chmod and retry
+                    for p in d.rglob("*"):
+                        try:
+                            p.chmod(0o700)
+                        except OSError:
+                            pass
+                    shutil.rmtree(d, ignore_errors=True)
+
+
+def now() -> str:
+    """RFC 3339 with nanoseconds in UTC, as docker prints it."""
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
+def insert(conn: sqlite3.Connection, c: Container) -> None:
+    try:
+        with conn:
+            conn.execute(
+                f"INSERT INTO containers ({','.join(COLUMNS)}) VALUES ({','.join('?' * len(COLUMNS))})",
+                (c.id, c.name, c.image_id, c.created, json.dumps(c.config), c.status, c.pid, c.exit_code,
+                 int(c.oom_killed), c.started_at, c.finished_at, c.restart_count, c.error, json.dumps(c.rt),
+                 c.waiter, int(c.stopped_by_user)))
+    except sqlite3.IntegrityError:
+        other = conn.execute("SELECT id FROM containers WHERE name=?", (c.name,)).fetchone()
+        if other:
+            raise name_conflict(c.name, other[0]) from None
+        raise
+
+
+def name_conflict(name: str, cid: str) -> Conflict:
+    return Conflict(f'Conflict. The container name "/{name}" is already in use by container "{cid}". '
+                    "You have to remove (or rename) that container to be able to reuse that name.")
+
+
+def get(conn: sqlite3.Connection, ref: str) -> Container:
+    """By full id, name (with or without the leading /), or unique id prefix."""
+    if not ref:
+        raise InvalidArgument("container name or ID is empty")
+    q = f"SELECT {','.join(COLUMNS)} FROM containers WHERE "
+    row = conn.execute(q + "id=? OR name=?", (ref, ref.lstrip("/"))).fetchone()
+    if row is None and all(ch in "0123456789abcdef" for ch in ref):
+        rows = conn.execute(q + "id LIKE ?", (ref + "%",)).fetchmany(2)
+        if len(rows) > 1:
+            raise Conflict(f"multiple containers match the ID prefix {ref!r}")
+        row = rows[0] if rows else None
+    if row is None:
+        raise NotFound(f"No such container: {ref}")
+    return Container.from_row(row)
+
+
+def reload(conn: sqlite3.Connection, cid: str) -> Container | None:
+    row = conn.execute(f"SELECT {','.join(COLUMNS)} FROM containers WHERE id=?", (cid,)).fetchone()
+    return Container.from_row(row) if row else None
+
+
+def list_all(conn: sqlite3.Connection) -> list[Container]:
+    rows = conn.execute(f"SELECT {','.join(COLUMNS)} FROM containers ORDER BY created DESC").fetchall()
+    return [Container.from_row(r) for r in rows]
+
+
+def delete_row(conn: sqlite3.Connection, cid: str) -> None:
+    with conn:
+        conn.execute("DELETE FROM containers WHERE id=?", (cid,))
+
+
+def rename(conn: sqlite3.Connection, c: Container, new: str) -> None:
+    from pallet.engine import names
+
+    if not names.valid(new):
+        raise InvalidArgument(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    new = new.lstrip("/")
+    if new == c.name:
+        raise InvalidArgument("Renaming a container with the same name as its current name")
+    other = conn.execute("SELECT id FROM containers WHERE name=?", (new,)).fetchone()
+    if other:
+        raise name_conflict(new, other[0])
+    c.config["Name"] = "/" + new
+    with conn:
+        conn.execute("UPDATE containers SET name=?, config=? WHERE id=?", (new, json.dumps(c.config), c.id))
+    c.name = new
+
+
+def image_in_use(conn: sqlite3.Connection, image_id: str) -> list[str]:
+    """Ids of the containers (any state) made from the image."""
+    return [r[0] for r in conn.execute("SELECT id FROM containers WHERE image_id=?", (image_id,))]

@@ -1,0 +1,194 @@
+"""``create``: validate every option, resolve the image and the mounts, write the container row
+and its directories. Nothing is started. Any failure leaves nothing behind (no row, no dir, no
+volume created for it).
+
+``CreateOptions`` mirrors docker's run/create flags with their raw string values; everything is
+parsed and validated here (``pallet.engine.units``) before the first write.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from pallet.engine import containers, mounts, names, units
+from pallet.engine.containers import Container, Dirs
+from pallet.errors import Conflict, InvalidArgument, NotFound
+
+NETWORK_MODES_BUILTIN = ("none", "host")
+
+
+@dataclass
+class CreateOptions:
+    image: str
+    command: list[str] = field(default_factory=list)
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_file: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    entrypoint: str | None = None
+    hostname: str | None = None
+    init: bool = False
+    restart: str | None = None
+    rm: bool = False
+    stop_signal: str | None = None
+    stop_timeout: str | None = None
+    labels: list[str] = field(default_factory=list)
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    cpu_shares: str | None = None
+    pids_limit: str | None = None
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    read_only: bool = False
+    tmpfs: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    volumes_from: list[str] = field(default_factory=list)
+    runtime: str = "pallet"
+    network: str | None = None
+    interactive: bool = False
+    tty: bool = False
+    detach: bool = False
+    publish: list[str] = field(default_factory=list)
+    publish_all: bool = False
+    network_alias: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    add_host: list[str] = field(default_factory=list)
+
+
+def default_network() -> str:
+    """``bridge`` once pallet.network provides it (issue 7), ``none`` until then."""
+    try:
+        from pallet.network import api  # noqa: F401  (lazy: only its presence is checked)
+    except ImportError:
+        return "none"
+    return "bridge"
+
+
+def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid: str) -> dict[str, Any]:
+    """Docker's Config and HostConfig from the options (validation included; no I/O but files named)."""
+    icfg = image_cfg.get("config") or image_cfg.get("Config") or {}
+    env = units.merge_env(list(icfg.get("Env") or []), units.parse_env(o.env, o.env_file))
+    if o.entrypoint is not None:
+        entrypoint = [o.entrypoint] if o.entrypoint else []
+        cmd = list(o.command)
+    else:
+        entrypoint = list(icfg.get("Entrypoint") or [])
+        cmd = list(o.command) if o.command else list(icfg.get("Cmd") or [])
+    if not entrypoint and not cmd:
+        raise InvalidArgument("No command specified")
+    restart = units.parse_restart(o.restart)
+    if o.rm and restart["Name"] != "no":
+        raise InvalidArgument("Conflicting options: --restart and --rm")
+    stop_signal = o.stop_signal or icfg.get("StopSignal") or "SIGTERM"
+    units.parse_signal("--stop-signal", stop_signal)
+    stop_timeout = units.parse_int("--stop-timeout", o.stop_timeout, minimum=-1)
+    cap_add = [units.normalize_cap("--cap-add", c) for c in o.cap_add]
+    cap_drop = [units.normalize_cap("--cap-drop", c) for c in o.cap_drop]
+    sec = units.parse_security_opts(o.security_opt)
+    memory = units.parse_memory("--memory", o.memory)
+    swap = units.parse_memory("--memory-swap", o.memory_swap, allow_unlimited=True)
+    if swap > 0 and memory and swap < memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if swap and not memory:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit")
+    network = o.network or default_network()
+    if network.startswith("container:") or network not in NETWORK_MODES_BUILTIN:
+        if default_network() == "none":
+            raise InvalidArgument(f"network {network} not found (this pallet supports --network none|host)")
+    if (o.publish or o.publish_all) and default_network() == "none":
+        raise InvalidArgument("publishing ports needs bridge networking, which this pallet lacks")
+    if o.hostname is not None and (not o.hostname or len(o.hostname) > 64):
+        raise InvalidArgument(f"invalid hostname format: {o.hostname!r}")
+    hostname = o.hostname or (cid[:12] if network != "host" else os.uname().nodename)
+    labels = dict(icfg.get("Labels") or {})
+    labels.update(units.parse_labels(o.labels))
+    config = {
+        "Hostname": hostname, "Domainname": "", "User": o.user if o.user is not None else icfg.get("User", ""),
+        "AttachStdin": o.interactive and not o.detach, "AttachStdout": not o.detach,
+        "AttachStderr": not o.detach, "ExposedPorts": icfg.get("ExposedPorts"), "Tty": o.tty,
+        "OpenStdin": o.interactive, "StdinOnce": o.interactive and not o.detach, "Env": env, "Cmd": cmd or None,
+        "Image": o.image, "Volumes": icfg.get("Volumes"),
+        "WorkingDir": o.workdir if o.workdir is not None else icfg.get("WorkingDir", ""),
+        "Entrypoint": entrypoint or None, "OnBuild": None, "Labels": labels, "StopSignal": stop_signal,
+    }
+    if config["WorkingDir"] and not config["WorkingDir"].startswith("/"):
+        raise InvalidArgument(f"the working directory '{config['WorkingDir']}' is invalid, it needs to be an absolute path")
+    if stop_timeout is not None:
+        config["StopTimeout"] = stop_timeout
+    host = {
+        "Binds": [v for v in o.volumes] or None, "NetworkMode": network, "PortBindings": {},
+        "RestartPolicy": restart, "AutoRemove": o.rm, "VolumesFrom": o.volumes_from or None,
+        "CapAdd": cap_add or None, "CapDrop": cap_drop or None, "Dns": o.dns, "ExtraHosts": o.add_host or None,
+        "Privileged": o.privileged, "ReadonlyRootfs": o.read_only,
+        "SecurityOpt": o.security_opt or None, "Tmpfs": units.parse_tmpfs(o.tmpfs) or None,
+        "Memory": memory, "MemorySwap": swap, "NanoCpus": units.parse_cpus(o.cpus),
+        "CpuShares": units.parse_int("--cpu-shares", o.cpu_shares, minimum=0) or 0,
+        "PidsLimit": units.parse_int("--pids-limit", o.pids_limit),
+        "Runtime": _runtime(o.runtime), "Init": o.init, "Mounts": o.mounts or None,
+        "PublishAllPorts": o.publish_all, "Publish": o.publish or None, "NetworkAliases": o.network_alias or None,
+    }
+    return {"Config": config, "HostConfig": host, "Security": sec}
+
+
+def _runtime(name: str) -> str:
+    if name in ("pallet", "runc", "crun"):
+        return name
+    raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+
+
+def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
+    if o.name is not None and not names.valid(o.name):
+        raise InvalidArgument(f"Invalid container name ({o.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if o.name is not None:
+        other = conn.execute("SELECT id FROM containers WHERE name=?", (o.name.lstrip("/"),)).fetchone()
+        if other:
+            raise containers.name_conflict(o.name.lstrip("/"), other[0])
+    try:
+        rec = store.resolve_image(o.image)
+    except NotFound:
+        raise NotFound(f"Unable to find image '{o.image}' locally: No such image: {o.image}") from None
+    cid = names.new_id()
+    cfg = build_config(o, str(rec.id), rec.config, cid)
+    vfrom: list[tuple[dict[str, Any], bool | None]] = []
+    for spec in o.volumes_from:
+        ref, _, mode = spec.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise InvalidArgument(f"invalid mode for --volumes-from: {mode}")
+        vfrom.append((containers.get(conn, ref).mounts, None if not mode else mode == "ro"))
+    mlist, made = mounts.resolve(conn, store.paths.root, v=o.volumes, mount=o.mounts,
+                                 tmpfs=cfg["HostConfig"]["Tmpfs"] or {}, volumes_from=vfrom)
+    cfg["Mounts"] = mlist
+    cfg["Name"] = "/" + (o.name or "")
+    cfg["ImageRef"] = o.image
+    cfg["Lowerdirs"] = [str(p) for p in store.lowerdirs(rec)]
+    dirs = Dirs(store.paths.root, store.paths.runroot, cid)
+    try:
+        dirs.make()
+        for m in mlist:
+            if m["Type"] == "volume" and not m.get("NoCopy"):
+                from pallet.engine import volumes
+
+                volumes.populate(conn, store.paths.root, m["Name"], [p for p in store.lowerdirs(rec)],
+                                 m["Destination"])
+        c = Container(id=cid, name="", image_id=str(rec.id), created=containers.now(), config=cfg)
+        for attempt in range(20):
+            c.name = o.name.lstrip("/") if o.name else names.generate(attempt)
+            cfg["Name"] = "/" + c.name
+            try:
+                containers.insert(conn, c)
+                break
+            except Conflict:
+                if o.name or attempt == 19:
+                    raise
+    except BaseException:
+        dirs.remove()
+        mounts.drop(conn, store.paths.root, made)
+        raise
+    return c

@@ -1,0 +1,150 @@
+"""One shared monitor per runroot: the waiter of every detached container.
+
+Why one process for all (measured in bench/RESULTS.md): a Python waiter per container costs
+~8-10 MB PSS each; one subreaper multiplexing every container's pipes with ``selectors`` costs
+that once. It is started on demand by the first detached start (a fresh ``python -I`` running
+this module, so it carries no CLI state and no inherited database connection), and exits after
+``LINGER`` seconds with nothing to watch.
+
+Protocol (``<runroot>/monitor.sock``, SOCK_STREAM): the client sends one JSON line
+``{"op": "start", "id": ID}`` or ``{"op": "attach", "id": ID, "stdin": bool}`` and reads one
+JSON line back (``{"ok": true, ...}`` or ``{"error": "...", "exit_code": N}``). After a
+successful attach the monitor sends frames ``kind(1) len(4, big endian) data``: kind 1 stdout,
+2 stderr, 3 the exit (JSON ``{"exit_code": N}``); bytes the client sends are the container's stdin.
+
+The monitor records exits (state.set_exited, OOM from the cgroup), writes json-file logs,
+applies the restart policy (100 ms doubling back-off, capped at 1.6 s) and removes ``--rm``
+containers. If it is killed, the next command reconciles (``state.reconcile``).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+LINGER = 2.0
+
+
+def sock_path(runroot: str) -> str:
+    return os.path.join(runroot, "monitor.sock")
+
+
+# --- client side ---------------------------------------------------------------------------------
+
+def connect(runroot: str, root: str, *, spawn: bool = True) -> socket.socket:
+    path = sock_path(runroot)
+    deadline = time.monotonic() + 10
+    spawned = False
+    while True:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            s.connect(path)
+            return s
+        except (FileNotFoundError, ConnectionRefusedError):
+            s.close()
+            if not spawn:
+                raise
+            if not spawned:
+                _spawn(root, runroot)
+                spawned = True
+            elif time.monotonic() > deadline:
+                from pallet.errors import Unavailable
+
+                raise Unavailable(f"the container monitor did not start ({path})") from None
+            else:
+                time.sleep(0.01)
+
+
+def _spawn(root: str, runroot: str) -> None:
+    """Start ``python -I -m pallet.engine.monitor`` detached (setsid, stdio on /dev/null) and wait
+    until it listens (it writes one byte to a pipe) or fails."""
+    import subprocess
+
+    r, w = os.pipe()
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
+            f"main({root!r}, {runroot!r}, {w})")
+    p = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(w,), start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         close_fds=True)
+    os.close(w)
+    try:
+        os.read(r, 1)  # EOF without a byte: it exited (another monitor won the lock): connect anyway
+    finally:
+        os.close(r)
+    p.wait()  # the session leader forked the monitor and exited: the monitor is init's (no zombie)
+
+
+def request(runroot: str, root: str, msg: dict[str, Any]) -> tuple[socket.socket, dict[str, Any]]:
+    s = connect(runroot, root)
+    s.sendall(json.dumps(msg).encode() + b"\n")
+    f = s.makefile("rb", buffering=0)
+    line = b""
+    while not line.endswith(b"\n"):
+        ch = f.read(1)
+        if not ch:
+            break
+        line += ch
+    if not line:
+        s.close()
+        from pallet.errors import Unavailable
+
+        raise Unavailable("the container monitor closed the connection")
+    return s, json.loads(line)
+
+
+def raise_for(reply: dict[str, Any]) -> None:
+    if "error" in reply:
+        from pallet import errors
+
+        cls = {127: errors.CommandNotFound, 126: errors.CommandNotExecutable}.get(reply.get("exit_code", 125))
+        kind = getattr(errors, reply.get("kind", ""), None)
+        if cls is None:
+            cls = kind if isinstance(kind, type) and issubclass(kind, errors.PalletError) else errors.PalletError
+        raise cls(reply["error"])
+
+
+def start(runroot: str, root: str, cid: str, *, restart: bool = False) -> dict[str, Any]:
+    s, reply = request(runroot, root, {"op": "start", "id": cid, "restart": restart})
+    s.close()
+    raise_for(reply)
+    return reply
+
+
+def main(root: str, runroot: str, ready_fd: int) -> None:
+    if os.fork():
+        os._exit(0)
+    from pallet.engine.monitor_loop import Monitor
+
+    os.makedirs(runroot, exist_ok=True)
+    lock = os.open(os.path.join(runroot, "monitor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(ready_fd)
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    m = Monitor(root, runroot)
+    m.listen(sock_path(runroot))
+    os.write(ready_fd, b"1")
+    os.close(ready_fd)
+    try:
+        m.run()
+    finally:
+        m.close()
+        os.close(lock)
+
+
+def frame(kind: int, data: bytes) -> bytes:
+    return struct.pack(">BI", kind, len(data)) + data
+
+
+__all__ = ["connect", "request", "start", "main", "frame", "selectors"]

@@ -1,0 +1,91 @@
+"""The built-in runtime (``pallet.runtime.container``) behind ``pallet.engine.rt``, in-process.
+
+The bundle is ``<runroot>/containers/<id>/bundle`` holding only an empty ``rootfs`` mount
+point: the overlay (the image's layers + the container's upper dir) is mounted by the runtime
+inside the container's mount namespace, so nothing is mounted on the host. Runtime state lives in
+``<runroot>/runtime/<id>`` (the runtime's ``--root``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pallet.engine.containers import Container, Dirs
+from pallet.engine.stdio import Stdio, copy_winsize
+from pallet.errors import NotFound
+
+
+def _root(dirs: Dirs) -> str:
+    return str(dirs.run.parent.parent / "runtime")
+
+
+def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str, Any]:
+    from pallet.runtime import container as rc
+    from pallet.runtime.linux.mounts import RootfsOverlay
+
+    bundle = dirs.run / "bundle"
+    (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+    spec["root"]["path"] = "rootfs"
+    ov = RootfsOverlay(list(c.config.get("Lowerdirs", [])), str(dirs.upper), str(dirs.work))
+    h = rc.create(c.id, str(bundle), spec, root=_root(dirs), stdio=None if io.tty else io.child,
+                  rootfs_overlay=ov, start=True)
+    if io.tty and h.console_fd is not None:
+        io.master = h.console_fd
+        os.set_inheritable(io.master, False)
+        for fd in (0, 1):
+            if os.isatty(fd):
+                copy_winsize(fd, io.master)
+                break
+    return {"pid": h.pid}
+
+
+def _load(c: Container, dirs: Dirs) -> Any:
+    from pallet.runtime import container as rc
+
+    return rc.load(c.id, root=_root(dirs))
+
+
+def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
+    h = _load(c, dirs)
+    if privileged:
+        from pallet.runtime.linux.caps import CAPS
+
+        proc["capabilities"] = {k: list(CAPS) for k in ("bounding", "effective", "permitted")}
+    p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty)
+    if io.tty and p.console_fd is not None:
+        io.master = p.console_fd
+        os.set_inheritable(io.master, False)
+        for fd in (0, 1):
+            if os.isatty(fd):
+                copy_winsize(fd, io.master)
+                break
+    return int(p.pid)
+
+
+def freeze(c: Container, dirs: Dirs, on: bool) -> None:
+    h = _load(c, dirs)
+    h.pause() if on else h.resume()
+
+
+def oom_killed(c: Container, dirs: Dirs) -> bool:
+    return bool(_load(c, dirs).cgroup.oom_killed())
+
+
+def stats(c: Container, dirs: Dirs) -> dict[str, Any]:
+    raw = _load(c, dirs).stats()
+    mem = raw.get("memory") or {}
+    return {"memory_usage": int(mem.get("usage", 0)), "memory_limit": int(mem.get("limit", 0)),
+            "cpu_ns": int((raw.get("cpu") or {}).get("usage_ns", 0)),
+            "pids": int((raw.get("pids") or {}).get("current", 0))}
+
+
+def pids(c: Container, dirs: Dirs) -> list[int]:
+    return list(_load(c, dirs).cgroup.pids())
+
+
+def cleanup(c: Container, dirs: Dirs) -> None:
+    try:
+        h = _load(c, dirs)
+    except (NotFound, FileNotFoundError):
+        return
+    h.delete(force=True)

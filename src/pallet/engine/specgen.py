@@ -1,0 +1,150 @@
+"""A container's runtime spec (``pallet.runtime.spec.default_spec``) from its stored config.
+
+The engine resolves what docker's daemon resolves before calling the runtime: the user (from
+the image's /etc/passwd and /etc/group, read from the container's layers, never following a
+symlink out), the mounts (binds, volumes, tmpfs, the /etc/hostname, /etc/hosts and
+/etc/resolv.conf files it writes), ``--init`` (tini-static bind-mounted at /sbin/docker-init and
+put first, as docker does with docker-init).
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from pallet.engine.containers import Container, Dirs
+from pallet.errors import InvalidArgument, Unavailable
+
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init")
+INIT_PATH = "/sbin/docker-init"
+
+
+def find_in_layers(c: Container, dirs: Dirs, rel: str) -> str | None:
+    """The file at ``rel`` as the container sees it (upper dir first, then layers top-first);
+    None when missing, whited out, or reached through a symlink."""
+    for layer in [str(dirs.upper), *c.config.get("Lowerdirs", [])]:
+        cur = layer
+        ok = True
+        for part in rel.strip("/").split("/"):
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except OSError:
+                ok = False
+                break
+            if stat.S_ISLNK(st.st_mode) or (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+                return None
+        if ok:
+            return cur if stat.S_ISREG(os.lstat(cur).st_mode) else None
+    return None
+
+
+def _table(c: Container, dirs: Dirs, rel: str) -> list[list[str]]:
+    path = find_in_layers(c, dirs, rel)
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [ln.rstrip("\n").split(":") for ln in f if ln.strip() and not ln.startswith("#")]
+    except OSError:
+        return []
+
+
+def resolve_user(c: Container, dirs: Dirs, user: str) -> tuple[int, int, list[int]]:
+    """docker's ``-u name|uid[:group|gid]`` -> (uid, gid, supplementary gids)."""
+    if not user:
+        user = "0"
+    uname, _, gname = user.partition(":")
+    passwd = _table(c, dirs, "etc/passwd")
+    groups = _table(c, dirs, "etc/group")
+    uid = gid = None
+    name = None
+    for row in passwd:
+        if len(row) >= 4 and (row[0] == uname or row[2] == uname):
+            name, uid, gid = row[0], int(row[2]), int(row[3])
+            break
+    if uid is None:
+        if not uname.isdigit():
+            raise InvalidArgument(f"unable to find user {uname}: no matching entries in passwd file")
+        uid, gid = int(uname), 0
+    if gname:
+        for row in groups:
+            if len(row) >= 3 and (row[0] == gname or row[2] == gname):
+                gid = int(row[2])
+                break
+        else:
+            if not gname.isdigit():
+                raise InvalidArgument(f"unable to find group {gname}: no matching entries in group file")
+            gid = int(gname)
+    extra: list[int] = []
+    if name is not None and not gname:
+        for row in groups:
+            if len(row) >= 4 and name in row[3].split(",") and int(row[2]) != gid:
+                extra.append(int(row[2]))
+    return uid, int(gid or 0), extra
+
+
+def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str, str]:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf in the container dir (bind-mounted)."""
+    from pallet.network import etcfiles
+
+    hostname = c.cfg["Hostname"]
+    extra = [etcfiles.parse_add_host(h) for h in c.host.get("ExtraHosts") or []]
+    files = {"hostname": etcfiles.hostname_content(hostname),
+             "hosts": etcfiles.hosts_content(hostname, ip, extra),
+             "resolv.conf": etcfiles.resolv_conf_content(c.host.get("Dns") or [])}
+    out = {}
+    for name, text in files.items():
+        p = dirs.dir / name
+        if c.host.get("NetworkMode") == "host" and name in ("hosts", "resolv.conf"):
+            try:
+                text = Path("/etc/" + name).read_text()
+            except OSError:
+                pass
+        p.write_text(text)
+        out["/etc/" + name] = str(p)
+    return out
+
+
+def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None = None) -> dict[str, Any]:
+    from pallet.runtime import spec as rspec
+
+    cfg, host, sec = c.cfg, c.host, c.config.get("Security", {})
+    args = list(cfg.get("Entrypoint") or []) + list(cfg.get("Cmd") or [])
+    binds: list[tuple[str, str, bool]] = []
+    tmpfs = dict(host.get("Tmpfs") or {})
+    for m in c.mounts:
+        if m["Type"] == "tmpfs":
+            tmpfs[m["Destination"]] = m.get("Options", "")
+        else:
+            binds.append((m["Source"], m["Destination"], not m["RW"]))
+    for dst, src in write_etc_files(c, dirs).items():
+        if not any(b[1] == dst for b in binds):
+            binds.append((src, dst, False))
+    if host.get("Init"):
+        init = next((p for p in INIT_BINARIES if os.path.exists(p)), None)
+        if init is None:
+            raise Unavailable("--init needs a static init binary (apt-get install tini: /usr/bin/tini-static)")
+        binds.append((init, INIT_PATH, True))
+        args = [INIT_PATH, "--", *args]
+    uid, gid, extra = resolve_user(c, dirs, cfg.get("User") or "")
+    mem = host.get("Memory") or None
+    swap = host.get("MemorySwap") or None
+    spec = rspec.default_spec(
+        args, rootfs, env=list(cfg.get("Env") or []), cwd=cfg.get("WorkingDir") or "/",
+        hostname=cfg["Hostname"], uid=uid, gid=gid,
+        additional_gids=extra, terminal=bool(cfg.get("Tty")), cap_add=host.get("CapAdd") or [],
+        cap_drop=host.get("CapDrop") or [], privileged=bool(host.get("Privileged")),
+        read_only=bool(host.get("ReadonlyRootfs")), no_new_privileges=bool(sec.get("no_new_privileges")),
+        seccomp=sec.get("seccomp") or "default", memory=mem, memory_swap=swap if mem else None,
+        cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
+        cpu_shares=host.get("CpuShares") or None, pids_limit=host.get("PidsLimit"), tmpfs=tmpfs,
+        binds=binds, network="host" if host.get("NetworkMode") == "host" else "none",
+        cgroups_path=f"/pallet/{c.id}",
+        annotations={"org.pallet.container.name": c.name})
+    if netns:
+        for ns in spec["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = netns
+    return spec
