@@ -1,0 +1,388 @@
+"""The runtime's library API: one OCI container, from a bundle, in-process.
+
+    from pallet.runtime import container as rt
+    c = rt.create("web1", "/path/to/bundle")             # spec read from bundle/config.json
+    c = rt.create("web1", bundle, spec=spec_dict, stdio=(0, 1, 2), start=True,
+                  rootfs_overlay=RootfsOverlay([lower...], upper, work))
+    c.start()                         # only when created with start=False (exec.fifo)
+    code, oom_killed = c.wait()       # only in the process that called create()
+    c.kill(15); c.pause(); c.resume(); c.stats(); c.state()
+    p = c.exec({"args": ["sh"], "env": [...], "cwd": "/"}, tty=True); p.console_fd; p.wait()
+    c.delete(force=True)              # kills, removes the cgroup and the state dir
+    rt.load("web1", root=...)         # a handle from the state dir (any process)
+
+``create`` forks the container from the calling thread, which must be the only one running
+(fork safety). ``spec.process.terminal`` gives ``Container.console_fd`` (the pty master; the
+slave is the container's /dev/console and stdio). ``stdio`` fds are dup'ed onto 0, 1, 2.
+A failed ``create`` leaves nothing behind (process, cgroup, state dir). Errors: the command not
+found -> CommandNotFound (127), not executable -> CommandNotExecutable (126), kernel calls ->
+OSFailure, bad spec -> InvalidArgument, wrong state -> Conflict, unknown id -> NotFound.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from pallet.errors import Conflict, InvalidArgument, NotFound, PalletError, Unavailable
+from pallet.runtime import jsonlite, process, seccomp, state
+from pallet.runtime.linux import cgroups
+from pallet.runtime.linux import syscalls as sc
+from pallet.runtime.linux.caps import CapPlan, host_bounding
+from pallet.runtime.linux.mounts import RootfsOverlay
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing imports re, collections, functools: not on the run path
+    from typing import Any
+
+_EXEC_NS = ("user", "ipc", "uts", "net", "pid", "mnt", "cgroup")  # setns order (user first)
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _write_maps(pid: int, linux: dict) -> None:
+    for kind in ("uid", "gid"):
+        maps = linux.get(f"{kind}Mappings") or []
+        if not maps:
+            raise InvalidArgument(f"a user namespace needs linux.{kind}Mappings")
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        with open(f"/proc/{pid}/{kind}_map", "w") as f:
+            f.write(text)
+
+
+class ExecProcess:
+    """A process started by :meth:`Container.exec` (a child of the caller)."""
+
+    def __init__(self, pid: int, console_fd: int | None) -> None:
+        self.pid = pid
+        self.console_fd = console_fd
+
+    def wait(self) -> int:
+        return _exit_code(os.waitpid(self.pid, 0)[1])
+
+
+class Container:
+    def __init__(self, root: str, st: dict[str, Any]) -> None:
+        self.root = root
+        self.id: str = st["id"]
+        self.pid: int = st["pid"]
+        self.bundle: str = st["bundle"]
+        self.annotations: dict = st.get("annotations") or {}
+        priv = st.get("pallet") or {}
+        self._starttime: int | None = priv.get("starttime")
+        cg = priv.get("cgroup") or {}
+        self.cgroup = cgroups.manager(cg.get("manager"), cg.get("path") or cgroups.default_path(self.id))
+        self.dir = state.container_dir(root, self.id)
+        self.console_fd: int | None = None
+        self._sock: Any = None
+        self._reaped: tuple[int, bool] | None = None
+
+    # -- state ---------------------------------------------------------------------------
+    def status(self) -> str:
+        if self._reaped is not None or not state.alive(self.pid, self._starttime):
+            return "stopped"
+        if os.path.exists(self.dir + "/exec.fifo"):
+            return "created"
+        return "paused" if self.cgroup.frozen() else "running"
+
+    def state(self) -> dict[str, Any]:
+        """The runtime-spec state object (runtime.md "State")."""
+        st = self.status()
+        return {"ociVersion": state.OCI_VERSION, "id": self.id, "status": st,
+                "pid": self.pid if st != "stopped" else 0, "bundle": self.bundle,
+                "annotations": self.annotations}
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        """Release a created container (opens its exec.fifo like ``runc start``)."""
+        if self.status() != "created":
+            raise Conflict(f"container {self.id} is {self.status()}, not created: cannot start")
+        fifo = self.dir + "/exec.fifo"
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if os.read(fd, 1):
+                        break
+                except BlockingIOError:
+                    pass
+                if not state.alive(self.pid, self._starttime):
+                    raise Conflict(f"container {self.id} exited before it was started")
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"container {self.id} did not start within {timeout:.0f} s")
+                select.select([fd], [], [], 0.01)
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(fifo)
+            except FileNotFoundError:
+                pass
+        if self._sock is not None:
+            self._wait_exec()
+
+    def _wait_exec(self) -> None:
+        """After the start: EOF on the sync socket = execve happened; else its error."""
+        try:
+            tag, payload, _ = process.recv(self._sock)
+        except TimeoutError:
+            raise Unavailable(f"container {self.id}: no answer from its init") from None
+        finally:
+            self._sock.close()
+            self._sock = None
+        if tag == process.SYNC_ERROR:
+            self._reap()
+            process.raise_error(payload)
+
+    def _reap(self, block: bool = True) -> tuple[int, bool] | None:
+        if self._reaped is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if pid == 0:
+                return None
+            self._reaped = (_exit_code(status), self.cgroup.oom_killed())
+        return self._reaped
+
+    def wait(self) -> tuple[int, bool]:
+        """(exit code, OOM-killed) of the init; the caller must be the process that created it."""
+        r = self._reap(True)
+        if r is None:
+            raise Conflict(f"container {self.id}: only its creator can wait for it")
+        return r
+
+    def kill(self, sig: int = 15, all_processes: bool = False) -> None:
+        st = self.status()
+        if st == "stopped":
+            raise Conflict(f"container {self.id} is not running")
+        pids = self.cgroup.pids() if all_processes else [self.pid]
+        for p in pids or [self.pid]:
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+    def pause(self) -> None:
+        if self.status() != "running":
+            raise Conflict(f"container {self.id} is {self.status()}: cannot pause")
+        self.cgroup.freeze()
+
+    def resume(self) -> None:
+        if self.status() != "paused":
+            raise Conflict(f"container {self.id} is not paused")
+        self.cgroup.thaw()
+
+    def stats(self) -> dict[str, Any]:
+        return self.cgroup.stats()
+
+    def delete(self, force: bool = False, timeout: float = 10.0) -> None:
+        """Remove a stopped (or created) container; ``force`` kills a running one first."""
+        st = self.status()
+        if st in ("running", "paused") and not force:
+            raise Conflict(f"container {self.id} is {st}: stop it first or force the delete")
+        if st != "stopped":
+            if st == "paused":
+                self.cgroup.thaw()
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while state.alive(self.pid, self._starttime) and self._reap(False) is None:
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"container {self.id}: pid {self.pid} did not die")
+                time.sleep(0.002)
+        self._reap(False)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.console_fd is not None:
+            os.close(self.console_fd)
+            self.console_fd = None
+        self.cgroup.destroy()
+        state.remove(self.root, self.id)
+
+    # -- exec ----------------------------------------------------------------------------
+    def exec(self, proc: dict[str, Any], *, stdio: tuple[int, int, int] | None = None,
+             tty: bool | None = None, seccomp_cache: str | None = None) -> ExecProcess:
+        """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
+        every namespace, its cgroup, its capabilities, seccomp, user, env and cwd."""
+        st = self.status()
+        if st != "running":
+            raise Conflict(f"container {self.id} is {st}: cannot exec")
+        spec = jsonlite.load_file(self.dir + "/config.json")
+        merged = dict(spec.get("process") or {})
+        merged.update(proc)
+        if tty is not None:
+            merged["terminal"] = tty
+        spec = dict(spec, process=merged)
+        linux = spec.get("linux") or {}
+        bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
+        plan = process.Plan(spec, "/", self.bundle, caps=CapPlan(merged.get("capabilities"), host_bounding()),
+                            bpf=bpf, stdio=stdio)
+        nsfds: list[tuple[str, int]] = []
+        try:
+            for ns in _EXEC_NS:
+                target = f"/proc/{self.pid}/ns/{ns}"
+                if os.stat(target).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
+                    nsfds.append((ns, os.open(target, os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError as e:
+            for _, nsfd in nsfds:
+                os.close(nsfd)
+            raise Conflict(f"container {self.id} is not running ({e.strerror})") from None
+        psock, csock = process.socketpair()
+        psock.settimeout(30)
+        helper = os.fork()
+        if helper == 0:  # the helper: join, clone into the pid namespace, leave
+            code = 1
+            try:
+                psock.close()
+                self.cgroup.add(os.getpid())
+                for name, nsfd in nsfds:
+                    sc.setns(nsfd, 0, f"{name} of {self.id}")
+                child = sc.clone(sc.CLONE_PARENT)
+                if child == 0:
+                    process.exec_child(plan, csock, bool(merged.get("terminal")))
+                process.send(csock, process.SYNC_PID, str(child).encode())
+                code = 0
+            except BaseException as e:  # noqa: B036 - the helper must never return
+                try:
+                    process.send(csock, process.SYNC_ERROR, process.error_payload(e))
+                except OSError:
+                    pass
+            os._exit(code)
+        for _, nsfd in nsfds:
+            os.close(nsfd)
+        csock.close()
+        try:
+            tag, payload, _ = process.recv(psock)
+            os.waitpid(helper, 0)
+            if tag != process.SYNC_PID:
+                if tag == process.SYNC_ERROR:
+                    process.raise_error(payload)
+                raise PalletError(f"exec into {self.id}: helper failed")
+            pid = int(payload)
+            tag, payload, fd = process.recv(psock)
+            if tag == process.SYNC_READY:
+                tag, payload, _ = process.recv(psock)
+            if tag == process.SYNC_ERROR:
+                os.waitpid(pid, 0)
+                if fd is not None:
+                    os.close(fd)
+                process.raise_error(payload)
+        except TimeoutError:
+            raise Unavailable(f"exec into {self.id}: no answer") from None
+        finally:
+            psock.close()
+        return ExecProcess(pid, fd)
+
+
+def load(cid: str, root: str = state.DEFAULT_ROOT) -> Container:
+    return Container(root, state.read(root, cid))
+
+
+def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: str = state.DEFAULT_ROOT,
+           stdio: tuple[int, int, int] | None = None, rootfs_overlay: RootfsOverlay | None = None,
+           cgroup_manager: str | None = None, seccomp_cache: str | None = None, start: bool = False,
+           pid_file: str | None = None, timeout: float = 60.0) -> Container:
+    """Create (and with ``start=True`` also start) a container from an OCI bundle."""
+    bundle = os.path.abspath(bundle)
+    if spec is None:
+        try:
+            spec = jsonlite.load_file(bundle + "/config.json", f"{bundle}/config.json")
+        except FileNotFoundError:
+            raise NotFound(f"bundle {bundle} has no config.json") from None
+    proc = spec.get("process") or {}
+    if not proc.get("args"):
+        raise InvalidArgument("config.json: process.args must not be empty")
+    rootfs = os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs")
+    if not os.path.isdir(rootfs):
+        raise NotFound(f"rootfs {rootfs} does not exist")
+    rootfs = os.path.realpath(rootfs)
+    linux = spec.get("linux") or {}
+    flags, join, userns, cgroupns = 0, [], False, False
+    for ns in linux.get("namespaces") or ():
+        t = ns.get("type")
+        if t not in sc.NAMESPACES:
+            raise InvalidArgument(f"unknown namespace type {t!r}")
+        if ns.get("path"):
+            join.append((t, ns["path"]))
+        elif t == "cgroup":
+            cgroupns = True
+        else:
+            flags |= sc.NAMESPACES[t][0]
+            userns = userns or t == "user"
+    cgpath = linux.get("cgroupsPath") or cgroups.default_path(cid)
+    d = state.make_dir(root, cid)
+    cg = None
+    pid = 0
+    psock = None
+    try:
+        process._t("create")
+        cg = cgroups.manager(cgroup_manager, cgpath)
+        cg.create(linux.get("resources"))
+        bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
+        fifo = None
+        if not start:
+            fifo = d + "/exec.fifo"
+            os.mkfifo(fifo, 0o622)
+        plan = process.Plan(spec, rootfs, bundle, caps=CapPlan(proc.get("capabilities"), host_bounding()),
+                            bpf=bpf, overlay=rootfs_overlay, fifo=fifo, stdio=stdio, userns=userns,
+                            join=join, new_cgroupns=cgroupns, cgroup_dirs=cg.mount_dirs())
+        psock, csock = process.socketpair()
+        psock.settimeout(timeout)
+        process._t("clone")
+        pid = sc.clone(flags)
+        if pid == 0:
+            psock.close()
+            process.init(plan, csock)  # never returns
+        csock.close()
+        if userns:
+            _write_maps(pid, linux)
+        process.send(psock, process.SYNC_GO)
+        cg.add(pid)
+        process._t("cgroup joined")
+        process.send(psock, process.SYNC_CGROUP)
+        try:
+            tag, payload, fd = process.recv(psock)
+        except TimeoutError:
+            raise Unavailable(f"container {cid}: init did not answer within {timeout:.0f} s") from None
+        if tag == process.SYNC_ERROR:
+            os.waitpid(pid, 0)
+            pid = 0
+            process.raise_error(payload)
+        if tag != process.SYNC_READY:
+            raise PalletError(f"container {cid}: init exited during setup")
+        ps = state.proc_stat(pid)
+        priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": cg.name, "path": cgpath},
+                "created": time.time(), "rootfs": rootfs}
+        st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": pid, "bundle": bundle,
+              "annotations": spec.get("annotations") or {}, "pallet": priv}
+        state.write_json(d + "/config.json", spec)
+        state.write_json(d + "/state.json", st)
+        if pid_file:
+            with open(pid_file, "w") as f:
+                f.write(str(pid))
+        c = Container(root, st)
+        c.console_fd = fd
+        c._sock = psock
+        if start:
+            c._wait_exec()
+        return c
+    except BaseException:
+        if psock is not None:
+            psock.close()
+        if pid > 0:
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        if cg is not None:
+            cg.destroy()
+        state.remove(root, cid)
+        raise
