@@ -46,7 +46,7 @@ class LyingRegistry:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def _send(self, h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str = "application/json",
               extra: dict[str, str] | None = None, length: int | None = None) -> None:

@@ -21,6 +21,8 @@ VERBS: dict[str, str] = {
     "system": "system", "info": "system", "version": "system",
     "network": "network_cmd",
     "registry": "registry_cmd",
+    "pull": "registry_client_cmd", "push": "registry_client_cmd", "login": "registry_client_cmd",
+    "logout": "registry_client_cmd",
     # containers and volumes (issue 3, issue 7 item 4)
     "create": "container_cmd", "run": "container_cmd", "start": "container_cmd",
     "stop": "container_ops", "kill": "container_ops", "restart": "container_ops", "rm": "container_ops",
@@ -28,6 +30,8 @@ VERBS: dict[str, str] = {
     "top": "container_ops", "stats": "container_ops", "export": "container_ops", "cp": "container_ops",
     "ps": "ps_cmd", "logs": "logs_cmd", "exec": "exec_cmd", "attach": "exec_cmd",
     "container": "container_group", "volume": "volume_cmd",
+    # builds, commit, diff (issue 4)
+    "build": "build_cmd",
 }
 
 

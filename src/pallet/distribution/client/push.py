@@ -91,6 +91,7 @@ def push_image(repo: Repository, image: Image, ref: str, *, parallel: int = 3,
     size (the manifest may differ from ``image.raw_manifest()`` when layers were compressed)."""
     progress = progress or NullProgress()
     repo.t.ping()
+    repo.t.authorization(repo.scopes)  # fail on missing credentials before compressing anything
     man = image.manifest()
     layers = image.layers()
     tmp = tmpdir or Path(tempfile.gettempdir())

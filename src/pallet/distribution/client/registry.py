@@ -142,7 +142,8 @@ class Repository:
 
     # -- blobs ---------------------------------------------------------------------------
 
-    def open_blob(self, digest: Digest, size: int, progress: Callable[[int], None] | None = None) -> BinaryIO:
+    def open_blob(self, digest: Digest, size: int, progress: Callable[[int], None] | None = None,
+                  verify: bool = True) -> BinaryIO:
         """A verified, resumable stream of a blob (redirects to object storage followed)."""
         what = f"blob {digest} of {self.name}"
 
@@ -151,7 +152,7 @@ class Repository:
             return self.t.request("GET", self._p(f"blobs/{digest}"), headers=hdrs,
                                   scopes=self.scopes, ok=(200, 206), what=what)
 
-        return BlobReader(open_at, digest, size, what, progress)  # type: ignore[return-value]
+        return BlobReader(open_at, digest, size, what, progress, verify)  # type: ignore[return-value]
 
     def blob_bytes(self, digest: Digest, size: int, cap: int) -> bytes:
         if size > cap:

@@ -29,6 +29,9 @@ class RemoteLayer:
         self.descriptor = desc
         self._index = index
         self.progress: Callable[[int], None] | None = None  # set by a puller to count bytes
+        # a consumer that verifies the digest itself (the store's add_layer) may turn this off
+        # to hash the bytes once instead of twice; the size is always enforced
+        self.verify = True
 
     def digest(self) -> Digest:
         return self.descriptor.digest
@@ -46,7 +49,8 @@ class RemoteLayer:
         return ids[self._index]
 
     def compressed(self) -> BinaryIO:
-        return self._image.repo.open_blob(self.descriptor.digest, self.descriptor.size, self.progress)
+        return self._image.repo.open_blob(self.descriptor.digest, self.descriptor.size, self.progress,
+                                          self.verify)
 
     def uncompressed(self) -> BinaryIO:
         return open_uncompressed(self.compressed(), mt.layer_compression(self.descriptor.media_type),

@@ -231,7 +231,8 @@ class Transport:
             return None
         if ch.scheme == "basic":
             if self.creds is None:
-                raise Unauthorized(f"registry {self.endpoint.host} requires a login (pallet login {self.endpoint.host})")
+                raise Unauthorized(f"registry {self.endpoint.host}: unauthorized: authentication required "
+                                   f"(pallet login {self.endpoint.host})")
             return self.creds.basic()
         if ch.scheme == "bearer":
             return "Bearer " + self._token(ch, tuple(sorted(set(scopes))))
