@@ -1,0 +1,292 @@
+"""The build executor: stages -> image, one step per instruction, with the build cache.
+
+Each step turns a ``State`` (full image config + layer descriptors + cache key) into the next:
+metadata instructions change the config and add an ``empty_layer`` history entry; RUN, COPY,
+ADD (and WORKDIR when it creates the directory) commit the overlay upper dir as a layer
+(an empty diff is an ``empty_layer`` entry, as docker does). Only the target stage becomes an
+image in the store; earlier stages are states whose layers COPY --from and FROM use.
+
+Output follows ``docker build`` (legacy builder): ``Step N/M : INSTR``, `` ---> Using cache``,
+`` ---> <id>``, ``Successfully built <id>``, ``Successfully tagged NAME``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pallet.build import dispatch, stages
+from pallet.build import instructions as ins
+from pallet.build.cache import BuildCache, step_key
+from pallet.build.commit import history_entry, layer_from_upper
+from pallet.build.context import BuildContext
+from pallet.build.parser import DockerfileError
+from pallet.build.shell_lex import ShellLex
+from pallet.build.steps import StepRunner
+from pallet.errors import InvalidArgument, PalletError
+from pallet.image.config import now
+from pallet.image.static import StaticImage
+from pallet.oci import mediatypes as mt
+from pallet.oci.digest import Digest
+from pallet.oci.reference import Reference
+from pallet.store import ImageRecord, Store
+
+BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
+
+
+class BuildFailed(PalletError):
+    """A RUN step failed (docker build exits 1)."""
+
+    exit_code = 1
+
+
+@dataclass
+class BuildOptions:
+    tags: list[Reference] = field(default_factory=list)
+    build_args: dict[str, str | None] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    network: str = "none"
+
+
+@dataclass
+class State:
+    key: str
+    config: dict[str, Any]          # the whole image config
+    layers: list[dict[str, Any]]    # {"mediaType", "digest", "size"}, one per diff_id
+
+    @property
+    def cc(self) -> dict[str, Any]:
+        return self.config.setdefault("config", {})
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return list(self.config.get("rootfs", {}).get("diff_ids", []))
+
+    def raw(self) -> bytes:
+        return json.dumps(self.config, separators=(",", ":")).encode()
+
+    def short_id(self) -> str:
+        return Digest.of(self.raw()).encoded[:12]
+
+
+@dataclass
+class StageCtx:
+    stage: stages.Stage
+    args: dict[str, str | None] = field(default_factory=dict)   # declared ARGs -> value
+    cmd_set: bool = False
+
+
+class Builder:
+    def __init__(self, store: Store, runroot: str, ctx: BuildContext, df: stages.Dockerfile,
+                 opts: BuildOptions, out: TextIO, resolve_base: Callable[[str], ImageRecord] | None = None
+                 ) -> None:
+        self.store = store
+        self.runroot = runroot
+        self.ctx = ctx
+        self.df = df
+        self.opts = opts
+        self.out = out
+        self.cache = BuildCache(store)
+        self.resolve_base = resolve_base or store.resolve_image
+        self.lex = ShellLex(df.escape)
+        self.done: dict[int, State] = {}
+        self.used_args: set[str] = set()
+        self.meta: dict[str, str] = {}
+        self.steps = StepRunner(self)
+
+    # -- output -----------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        if not self.opts.quiet:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def err(self, msg: str, line: int) -> DockerfileError:
+        return DockerfileError(msg, line, self.df.filename)
+
+    # -- build ------------------------------------------------------------------------------
+    def build(self) -> ImageRecord:
+        for k, v in self.opts.build_args.items():
+            if not k:
+                raise InvalidArgument(f"invalid build arg {k}={v}: empty name")
+        self.meta = stages.meta_arg_values(self.df, self.opts.build_args)
+        self.used_args.update(k for a in self.df.meta_args for k, _ in a.pairs)
+        plan = stages.plan(self.df, self.opts.target, self.meta)
+        total = len(self.df.meta_args) + sum(1 + len(st.commands) for st in plan) + (1 if self.opts.labels else 0)
+        n = 0
+        for a in self.df.meta_args:
+            n += 1
+            self.say(f"Step {n}/{total} : {a.original}")
+        state: State | None = None
+        for st in plan:
+            sc = StageCtx(st)
+            n += 1
+            self.say(f"Step {n}/{total} : {st.from_.original}")
+            state = self.from_(sc)
+            for inst in st.commands:
+                n += 1
+                self.say(f"Step {n}/{total} : {inst.original}")
+                state = self.step(sc, state, inst)
+            if st is plan[-1] and self.opts.labels:
+                n += 1
+                pairs = sorted(self.opts.labels.items())
+                text = "LABEL " + " ".join(f"{json.dumps(k)}='{v}'" for k, v in pairs)
+                self.say(f"Step {n}/{total} : {text}")
+                state = self.step(sc, state, ins.Label(st.from_.line, st.from_.line, text, pairs=pairs))
+            self.done[st.index] = state
+        assert state is not None
+        unused = sorted(k for k, v in self.opts.build_args.items()
+                        if k not in self.used_args and k not in BUILTIN_ARGS)
+        if unused:
+            self.say(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        return self.write(state)
+
+    def write(self, state: State) -> ImageRecord:
+        from pallet.store.view import StoredLayer
+
+        layers = [StoredLayer(self.store, Digest.parse(d["digest"]), Digest.parse(diff), d["size"], d["mediaType"])
+                  for d, diff in zip(state.layers, state.diff_ids, strict=True)]
+        rec = self.store.write_image(StaticImage(state.raw(), layers), self.opts.tags)
+        self.say(f"Successfully built {rec.id.encoded[:12]}")
+        for t in self.opts.tags:
+            self.say(f"Successfully tagged {t.familiar}")
+        return rec
+
+    # -- FROM -------------------------------------------------------------------------------
+    def from_(self, sc: StageCtx) -> State:
+        st = sc.stage
+        base, parent = stages.resolve_from(self.df, st, self.meta)
+        if parent is not None:
+            prev = self.done[parent.index]
+            cfg = copy.deepcopy(prev.config)
+            cfg["config"] = dispatch.begin_stage(cfg.get("config"))
+            state = State(step_key(prev.key, "stage"), cfg, copy.deepcopy(prev.layers))
+        elif base.lower() == "scratch":
+            from pallet.oci.manifest import Platform
+
+            p = Platform.host()
+            cfg = {"architecture": p.architecture, "os": p.os, "config": dispatch.begin_stage(None),
+                   "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+            state = State("scratch", cfg, [])
+        else:
+            try:
+                rec = self.resolve_base(base)
+            except PalletError as e:
+                raise type(e)(f"{self.df.filename}:{st.from_.line}: FROM {base}: {e}") from None
+            cfg = {k: copy.deepcopy(v) for k, v in rec.config.items()
+                   if k not in ("comment", "author", "container", "container_config", "docker_version")}
+            cfg["config"] = dispatch.begin_stage(cfg.get("config"))
+            layers = [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in rec.layer_blobs]
+            state = State("image:" + str(rec.id), cfg, layers)
+            self.say(f" ---> {rec.id.encoded[:12]}")
+            triggers = list(cfg["config"].get("OnBuild") or [])
+            cfg["config"].pop("OnBuild", None)
+            if triggers:
+                self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
+                state = self.run_triggers(sc, state, triggers)
+        return state
+
+    def run_triggers(self, sc: StageCtx, state: State, triggers: list[str]) -> State:
+        from pallet.build.parser import parse
+
+        for t in triggers:
+            parsed = parse(t + "\n", self.df.filename)
+            for node in parsed.nodes:
+                node.line = node.end_line = sc.stage.from_.line
+                inst = ins.from_node(node, self.df.escape, self.df.filename)
+                if isinstance(inst, (ins.From, ins.Onbuild, ins.Maintainer)):
+                    raise self.err(f"{inst.name} isn't allowed as an ONBUILD trigger", node.line)
+                state = self.step(sc, state, inst)
+        return state
+
+    # -- environment ------------------------------------------------------------------------
+    def arg_values(self, sc: StageCtx, cfg: dict[str, Any]) -> dict[str, str]:
+        """Build args visible now (declared in the stage, valued, not overridden by ENV)."""
+        env = dispatch.env_map(cfg)
+        out: dict[str, str] = {}
+        for k, v in sc.args.items():
+            if k in env:
+                continue
+            given = self.opts.build_args.get(k)
+            if given is not None:
+                out[k] = given
+            elif v is not None:
+                out[k] = v
+            elif k in self.meta:
+                out[k] = self.meta[k]
+        return out
+
+    def expand_env(self, sc: StageCtx, cfg: dict[str, Any]) -> dict[str, str]:
+        env = dispatch.env_map(cfg)
+        for k, v in self.arg_values(sc, cfg).items():
+            env.setdefault(k, v)
+        return env
+
+    # -- one step ---------------------------------------------------------------------------
+    def step(self, sc: StageCtx, state: State, inst: ins.Instruction) -> State:
+        env = self.expand_env(sc, state.cc)
+        try:
+            ex = inst.expand(lambda w: self.lex.process_word(w, env))
+        except InvalidArgument as e:
+            raise self.err(str(e), inst.line) from None
+        try:
+            return self.steps.run(sc, state, ex)
+        except DockerfileError:
+            raise
+        except BuildFailed:
+            raise
+        except PalletError as e:
+            msg = str(e)
+            raise type(e)(f"{self.df.filename}:{inst.line}: {msg}") from None
+
+    def cached(self, key: str) -> State | None:
+        if self.opts.no_cache:
+            return None
+        got = self.cache.get(key)
+        if got is None:
+            return None
+        self.say(" ---> Using cache")
+        state = State(key, got["config"], got["layers"])
+        self.say(f" ---> {state.short_id()}")
+        return state
+
+    def remember(self, state: State) -> State:
+        self.cache.put(state.key, {"config": state.config, "layers": state.layers})
+        self.say(f" ---> {state.short_id()}")
+        return state
+
+    def next_state(self, state: State, key: str, created_by: str, layer: dict[str, Any] | None,
+                   diff_id: str | None, cfg: dict[str, Any] | None = None) -> State:
+        config = copy.deepcopy(state.config)
+        if cfg is not None:
+            config["config"] = cfg
+        ts = now()
+        config["created"] = ts
+        config.setdefault("history", []).append(
+            history_entry(created_by, empty=layer is None, created=ts))
+        layers = list(state.layers)
+        if layer is not None and diff_id is not None:
+            config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
+            layers.append(layer)
+        config["config"] = dispatch.ordered(config.get("config") or {})
+        return State(key, config, layers)
+
+    def commit_upper(self, upper: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The upper dir as a layer (None when nothing changed)."""
+        if not any(True for _ in os.scandir(upper)):
+            return None, None
+        new = layer_from_upper(self.store, upper)
+        return {"mediaType": mt.DOCKER_LAYER, "digest": str(new.diff_id), "size": new.size}, str(new.diff_id)
+
+    def lowerdirs(self, state: State) -> list[str]:
+        return [str(self.store.layer_dir(Digest.parse(d))) for d in reversed(state.diff_ids)]
+
+    def cleanup(self, path: str) -> None:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,209 @@
+"""An overlayfs upper dir -> a layer tar, and the change list ``docker diff`` prints.
+
+Upper-dir conventions (kernel Documentation/filesystems/overlayfs.rst) -> OCI layer
+conventions (image-spec layer.md "Whiteouts"):
+
+* a 0/0 character device NAME (a deleted file or dir) -> an empty regular file ``.wh.NAME``;
+* a directory with ``trusted.overlay.opaque=y`` (a dir removed then made again, hiding the
+  lower one) -> the directory, then ``DIR/.wh..wh..opq``;
+* everything else as it is: regular files (hard links kept as links within the layer),
+  directories, symlinks, device nodes, fifos, modes, owners, mtimes and xattrs (never the
+  ``trusted.overlay.*`` ones).
+
+Entries are written in sorted path order, so the same tree gives the same bytes (and diff-id)
+as long as mtimes are equal. Paths never follow symlinks (lstat/readlink only).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pallet.errors import OSFailure
+
+WH_PREFIX = ".wh."
+WH_OPAQUE = ".wh..wh..opq"
+CHUNK = 1 << 20
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False
+
+
+def sorted_walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
+    def rec(rel: str) -> Iterator[tuple[str, os.stat_result]]:
+        full = os.path.join(root, rel) if rel else root
+        try:
+            names = sorted(os.listdir(full))
+        except OSError as e:
+            raise OSFailure.from_oserror(e, "listdir", full) from None
+        for name in names:
+            r = f"{rel}/{name}" if rel else name
+            st = os.lstat(os.path.join(root, r))
+            yield r, st
+            if stat.S_ISDIR(st.st_mode):
+                yield from rec(r)
+    return rec("")
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return out
+    for n in names:
+        if n.startswith("trusted.overlay."):
+            continue
+        try:
+            v = os.getxattr(path, n, follow_symlinks=False)
+        except OSError:
+            continue
+        out["SCHILY.xattr." + n] = v.decode("utf-8", "surrogateescape")
+    return out
+
+
+def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.mode = stat.S_IMODE(st.st_mode)
+    ti.uid, ti.gid = st.st_uid, st.st_gid
+    ti.uname = ti.gname = ""
+    ti.mtime = int(st.st_mtime)
+    return ti
+
+
+class _HashWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, b: bytes) -> int:
+        self.h.update(b)
+        self.size += len(b)
+        return self.out.write(b)
+
+    def tell(self) -> int:
+        return self.size
+
+
+@dataclass
+class TarResult:
+    diff_id: str      # "sha256:<hex>" of the tar
+    size: int         # bytes written
+    entries: int
+
+
+def write_layer(upper: str, out: BinaryIO) -> TarResult:
+    """Write the layer tar of ``upper`` to ``out`` (not closed); returns its digest and size."""
+    hw = _HashWriter(out)
+    tf = tarfile.open(fileobj=hw, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                      copybufsize=CHUNK)
+    links: dict[tuple[int, int], str] = {}
+    n = 0
+    try:
+        for rel, st in sorted_walk(upper):
+            full = os.path.join(upper, rel)
+            n += 1
+            mode = st.st_mode
+            if is_whiteout(st):
+                d, _, base = rel.rpartition("/")
+                ti = _info((d + "/" if d else "") + WH_PREFIX + base, st)
+                ti.mode, ti.type, ti.size = 0o644, tarfile.REGTYPE, 0
+                tf.addfile(ti)
+                continue
+            ti = _info(rel, st)
+            ti.pax_headers = _xattrs(full)
+            if stat.S_ISDIR(mode):
+                ti.type = tarfile.DIRTYPE
+                tf.addfile(ti)
+                if is_opaque(full):
+                    op = _info(rel + "/" + WH_OPAQUE, st)
+                    op.mode, op.type, op.size = 0o644, tarfile.REGTYPE, 0
+                    tf.addfile(op)
+            elif stat.S_ISREG(mode):
+                key = (st.st_dev, st.st_ino)
+                if st.st_nlink > 1 and key in links:
+                    ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, links[key], 0
+                    tf.addfile(ti)
+                    continue
+                if st.st_nlink > 1:
+                    links[key] = rel
+                ti.type, ti.size = tarfile.REGTYPE, st.st_size
+                with open(full, "rb") as f:
+                    tf.addfile(ti, f)
+            elif stat.S_ISLNK(mode):
+                ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(full)
+                tf.addfile(ti)
+            elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+                ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+                tf.addfile(ti)
+            elif stat.S_ISFIFO(mode):
+                ti.type = tarfile.FIFOTYPE
+                tf.addfile(ti)
+            # sockets are not archived (docker skips them too)
+        # end of archive: two zero blocks and no record padding, as Go's archive/tar writes
+        # (so an empty layer has docker's well-known diff-id sha256:5f70bf18...)
+        hw.write(b"\0" * 1024)
+    finally:
+        tf.closed = True
+    return TarResult("sha256:" + hw.h.hexdigest(), hw.size, n)
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str    # "A", "C" or "D"
+    path: str    # absolute in the container, e.g. "/etc/passwd"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+def changes(upper: str, lowerdirs: list[str]) -> list[Change]:
+    """What ``docker diff`` reports for an overlay upper dir over ``lowerdirs`` (top first):
+    moby pkg/archive ``OverlayChanges``. A whiteout or an opaque dir is ``D``; a path that
+    exists in a lower layer is ``C`` (directories only when size, mode or mtime differ, or
+    something under them changed); anything else ``A``; the parent of an A or D is ``C``."""
+    out: list[Change] = []
+    changed_dirs: set[str] = set()
+    for rel, st in sorted_walk(upper):
+        path = "/" + rel
+        full = os.path.join(upper, rel)
+        isdir = stat.S_ISDIR(st.st_mode)
+        if is_whiteout(st) or (isdir and is_opaque(full)):
+            kind = "D"
+        else:
+            kind, same_dir = "A", False
+            for lower in lowerdirs:
+                try:
+                    lst = os.stat(os.path.join(lower, rel))
+                except OSError:
+                    continue
+                if stat.S_ISDIR(lst.st_mode) and isdir and st.st_size == lst.st_size \
+                        and st.st_mode == lst.st_mode and int(st.st_mtime) == int(lst.st_mtime):
+                    same_dir = True
+                kind = "C"
+                break
+            if same_dir:
+                continue
+        if isdir:
+            changed_dirs.add(path)
+        if kind in ("A", "D"):
+            parent = os.path.dirname(path)
+            if parent != "/" and parent not in changed_dirs:
+                out.append(Change("C", parent))
+                changed_dirs.add(parent)
+        out.append(Change(kind, path))
+    return out
