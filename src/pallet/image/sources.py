@@ -7,12 +7,13 @@ Layers of the yielded images are only readable inside the ``with``.
 """
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 
@@ -80,21 +81,23 @@ def _peek(src: BinaryIO) -> bytes:
     return head
 
 
-class _Prefixed:
+class _Prefixed(io.RawIOBase):
     """``head`` followed by the rest of ``src`` (stdin cannot be rewound)."""
 
     def __init__(self, head: bytes, src: BinaryIO) -> None:
+        super().__init__()
         self._head = head
         self._src = src
 
-    def read(self, n: int = -1) -> bytes:
-        if self._head:
-            if n is None or n < 0:
-                data, self._head = self._head + self._src.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._src.read(n)
-
     def readable(self) -> bool:
         return True
+
+    def readinto(self, b: Any) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._src.read(len(b))
+        b[: len(data)] = data
+        return len(data)
