@@ -182,6 +182,12 @@ class Endpoints(Networks):
                 out.append((ep.ip, list(dict.fromkeys(names))))
         return out
 
+    def refresh_hosts(self, container_id: str) -> None:
+        """Rewrite the peers section of this container's own hosts file(s)."""
+        for _net, ep in self.store.endpoints_of(container_id):
+            if ep.hosts_path:
+                etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(container_id))
+
     def _update_hosts(self, net: NetworkConfig) -> None:
         if net.name == DEFAULT_NETWORK:
             return
