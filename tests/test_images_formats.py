@@ -130,3 +130,21 @@ def test_human_output() -> None:
     assert render("{{json .}}", objs) == json.dumps(objs[0], separators=(",", ":"))
     with pytest.raises(InvalidArgument):
         render("{{.Nope}}", objs)
+
+
+def test_docker25_layout(tmp_path: Path) -> None:
+    """docker >= 25 saves an OCI layout plus a manifest.json naming blobs/sha256/<hex> paths."""
+    img = _image(tmp_path, [_tar({"a": b"1" * 3000})])
+    oci = tmp_path / "oci.tar"
+    with open(oci, "wb") as f:
+        write_oci_archive(f, [(img, [Reference.parse("busybox:1")])])
+    with tarfile.open(oci) as tf:
+        files = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+    d = img.layers()[0].digest().encoded
+    files["manifest.json"] = json.dumps([{"Config": f"blobs/sha256/{img.config_digest().encoded}",
+                                          "RepoTags": ["busybox:1"], "Layers": [f"blobs/sha256/{d}"]}]).encode()
+    out = tmp_path / "d25.tar"
+    out.write_bytes(_tar(files))
+    with open_archive(str(out), str(tmp_path / "tmp")) as got:
+        assert [str(t) for t in got[0].tags] == ["docker.io/library/busybox:1"]
+        assert got[0].image.config_digest() == img.config_digest()

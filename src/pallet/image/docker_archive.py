@@ -14,8 +14,8 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument
 from pallet.oci.digest import Digest
@@ -46,11 +46,11 @@ def read_docker_archive(idx: TarIndex) -> list[NamedImage]:
     if not isinstance(entries, list) or not entries:
         raise DataCorruption(f"{idx.what}: manifest.json lists no image")
     out = []
-    for n, e in enumerate(entries):
-        if not isinstance(e, dict) or not isinstance(e.get("Config"), str) \
-                or not isinstance(e.get("Layers"), list):
+    for n, ent in enumerate(entries):
+        if not isinstance(ent, dict) or not isinstance(ent.get("Config"), str) \
+                or not isinstance(ent.get("Layers"), list):
             raise DataCorruption(f"{idx.what}: manifest.json entry {n} lacks Config or Layers")
-        out.append(_read_entry(idx, e))
+        out.append(_read_entry(idx, ent))
     return out
 
 
@@ -75,7 +75,7 @@ def _read_entry(idx: TarIndex, e: dict[str, Any]) -> NamedImage:
         from pallet.oci.mediatypes import sniff_compression
 
         comp = sniff_compression(head)
-        layers.append(BlobLayer(lambda name=name: idx.open(name), media_type=docker_layer_type(comp),
+        layers.append(BlobLayer(_opener(idx, name), media_type=docker_layer_type(comp),
                                 size=size, digest=None, diff_id=diff_id,
                                 what=f"{idx.what}: layer {name}"))
     img = StaticImage(raw, layers)
@@ -87,6 +87,10 @@ def _read_entry(idx: TarIndex, e: dict[str, Any]) -> NamedImage:
         except InvalidArgument as err:
             raise DataCorruption(f"{idx.what}: bad RepoTags entry {t!r}: {err}") from None
     return NamedImage(img, tags)
+
+
+def _opener(idx: TarIndex, name: str) -> Callable[[], BinaryIO]:
+    return lambda: cast(BinaryIO, idx.open(name))
 
 
 def write_docker_archive(out: BinaryIO, items: Sequence[tuple[Image, Sequence[Reference]]],

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 from pallet.oci import mediatypes as mt
@@ -154,9 +154,13 @@ def _resolve(src: Source, desc: Descriptor, want: Platform, depth: int) -> Stati
             raise DataCorruption(f"{src.what}: layer {ld.digest} is missing")
         if src.size(name) != ld.size:
             raise DataCorruption(f"{src.what}: layer {ld.digest} is {src.size(name)} bytes, manifest says {ld.size}")
-        layers.append(BlobLayer(lambda name=name: src.open(name), media_type=ld.media_type, size=ld.size,
+        layers.append(BlobLayer(_opener(src, name), media_type=ld.media_type, size=ld.size,
                                 digest=ld.digest, diff_id=diff_id, what=f"{src.what}: layer {ld.digest}"))
     return StaticImage(raw_cfg, layers, raw_manifest=raw)
+
+
+def _opener(src: Source, name: str) -> Callable[[], BinaryIO]:
+    return lambda: cast(BinaryIO, src.open(name))
 
 
 def oci_manifest(img: Image) -> bytes:

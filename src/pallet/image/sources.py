@@ -13,7 +13,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 
@@ -34,7 +34,7 @@ def open_archive(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
                 raise InvalidArgument("requested load from stdin, but stdin is empty (a terminal)")
             head = _peek(src)
             kind = sniff_archive(head)
-            temps.append(spool(_Prefixed(head, src), tmpdir, kind))
+            temps.append(spool(cast(BinaryIO, _Prefixed(head, src)), tmpdir, kind))
             real, what = temps[-1], "stdin"
         else:
             try:

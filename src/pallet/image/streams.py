@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument
 from pallet.oci.digest import Digest
@@ -170,12 +170,12 @@ def decompress(stream: BinaryIO, compression: str) -> BinaryIO:
     if compression == "gzip":
         from isal import igzip
 
-        return _Closing(igzip.IGzipFile(fileobj=stream, mode="rb"), stream, "gzip")  # type: ignore[arg-type]
+        return cast(BinaryIO, _Closing(igzip.IGzipFile(fileobj=stream, mode="rb"), stream, "gzip"))
     if compression == "zstd":
         import zstandard
 
         r = zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK, closefd=True)
-        return _Closing(r, stream, "zstd")  # type: ignore[arg-type]
+        return cast(BinaryIO, _Closing(r, stream, "zstd"))
     raise InvalidArgument(f"unsupported compression {compression!r}")
 
 
