@@ -74,6 +74,7 @@ def make_busybox_rootfs(dest: Path) -> Path:
     for d in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     os.chmod(dest / "tmp", 0o1777)
+    os.chmod(dest, 0o755)  # mktemp dirs are 0700: a non-root container user could not traverse "/"
     shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
     applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
     for a in applets:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import _socket
 import os
+import resource  # rlimits; imported here because the child cannot import after pivot_root/setns
 import stat
 
 from pallet import errors
@@ -153,8 +154,6 @@ def _dup_stdio(stdio: tuple[int, int, int] | None) -> None:
 
 
 def _rlimits(proc: dict) -> None:
-    import resource  # a builtin extension: cheap, imported before pivot_root by init()
-
     for r in proc.get("rlimits") or ():
         kind = _RLIMITS.get(r.get("type", ""))
         if kind is None:
@@ -245,8 +244,6 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             sc.setns(fd, 0, f"{nstype} {path}")
             os.close(fd)
-        import resource  # noqa: F401  (needed by _rlimits after pivot_root)
-
         spec, linux = plan.spec, plan.linux
         fifo_fd = os.open(plan.fifo, os.O_PATH | os.O_CLOEXEC) if plan.fifo else -1
         master = slave = None
@@ -294,8 +291,6 @@ def exec_child(plan: Plan, sock: _socket.socket, tty: bool) -> None:
     code = 1
     try:
         _dup_stdio(plan.stdio)
-        import resource  # noqa: F401
-
         master = slave = None
         if tty:
             master, slave = _exec_pty()
