@@ -19,10 +19,9 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
-from pallet.network import etcfiles, ipam, ports
+from pallet.network import etcfiles, ipam, links, ports
 from pallet.network.manager import DEFAULT_NETWORK, Networks
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
-from pallet.network.rtnl import Netlink, netlink_in, open_netns
 
 
 class Attachment(NamedTuple):
@@ -87,8 +86,7 @@ class Endpoints(Networks):
         try:
             self._plumb(net, ep, netns, default_route)
         except BaseException:
-            with Netlink() as nl:
-                nl.del_link(ep.veth)
+            links.backend().link_delete(ep.veth)
             with self.store.locked():
                 self._forget(net, container_id)
             res.close()
@@ -96,19 +94,11 @@ class Endpoints(Networks):
         return Attachment(net, ep, res)
 
     def _plumb(self, net: NetworkConfig, ep: Endpoint, netns: str | int, default_route: bool) -> None:
-        with open_netns(netns) as nsfd, Netlink() as nl:
-            master = nl.link_index(net.bridge)
-            nl.add_veth(ep.veth, ep.ifname, nsfd, net.mtu, master, peer_mac=ep.mac)
-            with netlink_in(nsfd, str(netns)) as inner:
-                idx = inner.link_index(ep.ifname)
-                import ipaddress
+        import ipaddress
 
-                sub = ipaddress.ip_network(net.subnet)
-                inner.add_addr(idx, ep.ip, sub.prefixlen, str(sub.broadcast_address))
-                inner.set_up(ep.ifname)
-                inner.set_up("lo")
-                if default_route:
-                    inner.add_default_route(net.gateway, idx)
+        sub = ipaddress.ip_network(net.subnet)
+        links.backend().plug(net.bridge, ep.veth, ep.ifname, netns, net.mtu, ep.mac, ep.ip, sub.prefixlen,
+                             str(sub.broadcast_address), net.gateway if default_route else None)
 
     def _forget(self, net: NetworkConfig, container_id: str) -> Endpoint | None:
         """Drop the record (lock held); re-render rules if it published ports; fix hosts files."""
@@ -140,8 +130,7 @@ class Endpoints(Networks):
             raise NotFound(f"container {container_id[:12]} is not connected to network {net.name}")
         if unplug and os.path.exists(f"/sys/class/net/{ep.veth}"):
             try:
-                with Netlink() as nl:
-                    nl.del_link(ep.veth)
+                links.backend().link_delete(ep.veth)
             except OSFailure:
                 pass  # the netns died meanwhile and took the pair with it
         with self.store.locked():

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure
+from pallet.errors import Conflict, InvalidArgument, NotFound
 from pallet.network import subnets
 from pallet.network.model import (
     DEFAULT_BRIDGE,
@@ -25,7 +25,6 @@ from pallet.network.model import (
     inspect_network,
     pseudo_network,
 )
-from pallet.network.rtnl import Netlink
 from pallet.network.store import NetworkStore, validate_name
 
 
@@ -164,22 +163,21 @@ class Networks:
         On failure nothing of it remains."""
         if bridge_exists(net.bridge):
             return
-        mac = "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
-        try:
-            with Netlink() as nl:
-                nl.add_bridge(net.bridge, mac, net.mtu)
-                idx = nl.link_index(net.bridge)
-                import ipaddress
+        import ipaddress
 
-                sub = ipaddress.ip_network(net.subnet)
-                nl.add_addr(idx, net.gateway, sub.prefixlen, str(sub.broadcast_address))
-                nl.set_up(net.bridge)
+        from pallet.network import links
+
+        mac = "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
+        sub = ipaddress.ip_network(net.subnet)
+        be = links.backend()
+        # raises with nothing made (EEXIST included: then the bridge is not ours to delete)
+        be.bridge_create(net.bridge, mac, net.mtu, net.gateway, sub.prefixlen, str(sub.broadcast_address))
+        try:
             with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "w") as f:
                 f.write("1")
             self.apply_firewall(forward_changed=True, extra=net)
         except BaseException:
-            with Netlink() as nl:
-                nl.del_link(net.bridge)
+            be.link_delete(net.bridge)
             try:
                 self.apply_firewall(forward_changed=True)
             except Exception:
@@ -189,11 +187,9 @@ class Networks:
     def _deactivate(self, net: NetworkConfig) -> None:
         if not bridge_exists(net.bridge):
             return
-        try:
-            with Netlink() as nl:
-                nl.del_link(net.bridge)
-        except OSFailure:
-            raise
+        from pallet.network import links
+
+        links.backend().link_delete(net.bridge)
         self.apply_firewall(forward_changed=True, without=net.name)
 
     def endpoints(self, name: str) -> dict[str, Endpoint]:
