@@ -215,3 +215,15 @@ def test_workers_share_storage_and_metrics(tmp_path: Path) -> None:
     finally:
         srv.stop()
         assert srv.proc is not None and srv.proc.returncode == 0
+
+
+def test_pallet_client_push_pull(reg: Server, pallet, busybox_tar: Path) -> None:  # type: ignore[no-untyped-def]
+    ref = f"{reg.host}/own/bb:1"
+    pallet("import", str(busybox_tar), ref)
+    pallet("push", "-q", ref)
+    ctype, m = manifest(reg, "own/bb", "1")
+    assert m["layers"] and ctype in ("application/vnd.oci.image.manifest.v1+json",
+                                     "application/vnd.docker.distribution.manifest.v2+json")
+    pallet("rmi", ref)
+    pallet("pull", "-q", ref)
+    assert pallet("inspect", ref).rc == 0

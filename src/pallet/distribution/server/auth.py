@@ -141,7 +141,7 @@ def load_public_keys(path: str) -> list[Any]:
 
     with open(path, "rb") as f:
         data = f.read()
-    keys = []
+    keys: list[Any] = []
     for block in data.split(b"-----END ")[:-1]:
         start = block.rfind(b"-----BEGIN ")
         if start < 0:

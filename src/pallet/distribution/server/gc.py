@@ -36,7 +36,7 @@ def _references(body: bytes) -> list[Digest]:
         obj = json.loads(body)
     except ValueError:
         return []
-    out = []
+    out: list[Digest] = []
     if not isinstance(obj, dict):
         return out
     descs = [obj.get("config")] + list(obj.get("layers") or []) + list(obj.get("manifests") or [])

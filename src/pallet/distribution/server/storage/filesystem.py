@@ -258,7 +258,7 @@ class FilesystemDriver:
         return True
 
     def _links(self, base: str) -> list[Digest]:
-        out = []
+        out: list[Digest] = []
         if not os.path.isdir(base):
             return out
         for alg in os.listdir(base):
