@@ -227,7 +227,7 @@ def _cp(g: Any, ns: argparse.Namespace) -> int:
                               "one of SRC and DEST must be CONTAINER:PATH")
     with session.open(g) as s:
         if sref is not None:
-            copy.copy_out(s, s.get(sref), spath, dpath)
+            copy.copy_out(s, s.get(sref), spath, dpath, follow=ns.follow_link)
         else:
             copy.copy_in(s, s.get(dref or ""), spath, dpath)
     return 0

@@ -46,6 +46,8 @@ def _in_child(s: Any, c: Container, work: Callable[[str], None]) -> None:
                 root = mnt
             work(root)
             sys.stdout.flush()
+        except BrokenPipeError:
+            code = 0
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             msg = f"{type(e).__name__}\0{e}"
             os.write(w, msg.encode()[:4000])
@@ -74,10 +76,17 @@ def _in_child(s: Any, c: Container, work: Callable[[str], None]) -> None:
         raise PalletError(msg)
 
 
-def _resolve(root: str, path: str) -> str:
+def _resolve(root: str, path: str, *, follow_last: bool = True) -> str:
+    """``root/path`` with symlinks resolved inside ``root``; the last component kept as is
+    (a symlink is copied as a symlink) unless ``follow_last``."""
     from pallet.runtime.linux.mounts import secure_join
 
-    return secure_join(root, path)
+    if follow_last:
+        return secure_join(root, path)
+    head, tail = os.path.split(path.rstrip("/"))
+    if tail in ("", ".", ".."):
+        return secure_join(root, path)
+    return os.path.join(secure_join(root, head or "/"), tail)
 
 
 def _copy_any(src: str, dst: str) -> None:
@@ -111,12 +120,12 @@ def _target(src_is_dir: bool, src_path: str, dst: str, dst_exists_dir: bool, dst
     return dst
 
 
-def copy_out(s: Any, c: Container, cpath: str, dst: str) -> None:
+def copy_out(s: Any, c: Container, cpath: str, dst: str, follow: bool = False) -> None:
     if dst == "-":
         return export(s, c, None, sub=cpath)
 
     def work(root: str) -> None:
-        src = _resolve(root, cpath)
+        src = _resolve(root, cpath, follow_last=follow)
         if not os.path.lexists(src):
             raise NotFound(f"Could not find the file {cpath} in container {c.name}")
         is_dir = os.path.isdir(src) and not os.path.islink(src)

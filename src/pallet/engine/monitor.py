@@ -29,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-LINGER = 2.0
+LINGER = float(os.environ.get("PALLET_MONITOR_LINGER", "2.0"))
 
 
 def sock_path(runroot: str) -> str:
@@ -39,9 +39,11 @@ def sock_path(runroot: str) -> str:
 # --- client side ---------------------------------------------------------------------------------
 
 def connect(runroot: str, root: str, *, spawn: bool = True) -> socket.socket:
+    """A connection to the monitor of ``runroot``, starting one when none listens (bounded: 10 s).
+    A monitor that is exiting (idle) may still hold the lock: spawning is retried."""
     path = sock_path(runroot)
     deadline = time.monotonic() + 10
-    spawned = False
+    next_spawn = 0.0
     while True:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
@@ -51,13 +53,14 @@ def connect(runroot: str, root: str, *, spawn: bool = True) -> socket.socket:
             s.close()
             if not spawn:
                 raise
-            if not spawned:
-                _spawn(root, runroot)
-                spawned = True
-            elif time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 from pallet.errors import Unavailable
 
                 raise Unavailable(f"the container monitor did not start ({path})") from None
+            if now >= next_spawn:
+                _spawn(root, runroot)
+                next_spawn = now + 0.5
             else:
                 time.sleep(0.01)
 
@@ -83,21 +86,23 @@ def _spawn(root: str, runroot: str) -> None:
 
 
 def request(runroot: str, root: str, msg: dict[str, Any]) -> tuple[socket.socket, dict[str, Any]]:
-    s = connect(runroot, root)
-    s.sendall(json.dumps(msg).encode() + b"\n")
-    f = s.makefile("rb", buffering=0)
-    line = b""
-    while not line.endswith(b"\n"):
-        ch = f.read(1)
-        if not ch:
-            break
-        line += ch
-    if not line:
+    """Send one request; retried on a monitor that closed without answering (it was exiting)."""
+    for _attempt in range(5):
+        s = connect(runroot, root)
+        s.sendall(json.dumps(msg).encode() + b"\n")
+        line = b""
+        while not line.endswith(b"\n"):
+            ch = s.recv(1)
+            if not ch:
+                break
+            line += ch
+        if line:
+            return s, json.loads(line)
         s.close()
-        from pallet.errors import Unavailable
+        time.sleep(0.05)
+    from pallet.errors import Unavailable
 
-        raise Unavailable("the container monitor closed the connection")
-    return s, json.loads(line)
+    raise Unavailable("the container monitor closed the connection")
 
 
 def raise_for(reply: dict[str, Any]) -> None:
@@ -134,12 +139,19 @@ def main(root: str, runroot: str, ready_fd: int) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     m = Monitor(root, runroot)
     m.listen(sock_path(runroot))
+    pidfile = os.path.join(runroot, "monitor.pid")
+    with open(pidfile, "w") as f:
+        f.write(str(os.getpid()))
     os.write(ready_fd, b"1")
     os.close(ready_fd)
     try:
         m.run()
     finally:
         m.close()
+        try:
+            os.unlink(pidfile)
+        except OSError:
+            pass
         os.close(lock)
 
 

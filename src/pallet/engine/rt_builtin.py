@@ -51,6 +51,8 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
         from pallet.runtime.linux.caps import CAPS
 
         proc["capabilities"] = {k: list(CAPS) for k in ("bounding", "effective", "permitted")}
+    import resource  # noqa: F401 - the exec child needs it after joining the mount ns (not importable there)
+
     p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty)
     if io.tty and p.console_fd is not None:
         io.master = p.console_fd
