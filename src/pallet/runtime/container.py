@@ -54,7 +54,8 @@ def _write_maps(pid: int, linux: dict) -> None:
 
 
 class ExecProcess:
-    """A process started by :meth:`Container.exec` (a child of the caller)."""
+    """A process started by :meth:`Container.exec`: a child of the caller, which must
+    ``wait()`` for it (until it is reaped the container's pid namespace cannot finish dying)."""
 
     def __init__(self, pid: int, console_fd: int | None) -> None:
         self.pid = pid
@@ -258,26 +259,35 @@ class Container:
         for _, nsfd in nsfds:
             os.close(nsfd)
         csock.close()
-        try:
-            tag, payload, _ = process.recv(psock)
-            os.waitpid(helper, 0)
-            if tag != process.SYNC_PID:
-                if tag == process.SYNC_ERROR:
-                    process.raise_error(payload)
-                raise PalletError(f"exec into {self.id}: helper failed")
-            pid = int(payload)
-            tag, payload, fd = process.recv(psock)
-            if tag == process.SYNC_READY:
-                tag, payload, _ = process.recv(psock)
-            if tag == process.SYNC_ERROR:
-                os.waitpid(pid, 0)
-                if fd is not None:
-                    os.close(fd)
-                process.raise_error(payload)
+        pid = 0
+        fd: int | None = None
+        err = b""
+        try:  # messages: PID (helper), READY+fd (new process), ERROR (either), in any order; EOF = exec'd
+            while True:
+                tag, payload, got = process.recv(psock)
+                if tag == process.SYNC_PID:
+                    pid = int(payload)
+                elif tag == process.SYNC_READY:
+                    fd = got
+                elif tag == process.SYNC_ERROR:
+                    err = payload
+                    break
+                elif tag == b"":
+                    break
         except TimeoutError:
-            raise Unavailable(f"exec into {self.id}: no answer") from None
+            err = process.error_payload(Unavailable(f"exec into {self.id}: no answer"))
         finally:
             psock.close()
+            os.waitpid(helper, 0)
+        if err or not pid:
+            if pid:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            if fd is not None:
+                os.close(fd)
+            if not err:
+                raise PalletError(f"exec into {self.id}: the helper failed")
+            process.raise_error(err)
         return ExecProcess(pid, fd)
 
 
