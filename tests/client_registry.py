@@ -43,7 +43,7 @@ class Reg:
             self.proc.wait(5)
 
 
-def start_registry(tmp: Path, auth_yaml: str = "") -> Reg:
+def start_registry(tmp: Path, auth_yaml: str = "", http_extra: str = "") -> Reg:
     if REGISTRY is None:
         pytest.skip("docker-registry (distribution) is not installed")
     port = free_port()
@@ -52,7 +52,7 @@ def start_registry(tmp: Path, auth_yaml: str = "") -> Reg:
     cfg.write_text(
         "version: 0.1\nlog: {level: error}\n"
         f"storage:\n  filesystem: {{rootdirectory: {tmp / 'data'}}}\n  delete: {{enabled: true}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n" + auth_yaml)
+        f"http:\n  addr: 127.0.0.1:{port}\n{http_extra}" + auth_yaml)
     log = open(tmp / "log", "wb")
     proc = subprocess.Popen([REGISTRY, "serve", str(cfg)], stdout=log, stderr=log)
     deadline = time.monotonic() + 15
@@ -229,3 +229,41 @@ def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, byte
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def make_tls(tmp: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pallet test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    tmp.mkdir(parents=True, exist_ok=True)
+    paths = (tmp / "ca.crt", tmp / "server.crt", tmp / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def tls_yaml(cert: Path, key: Path) -> str:
+    return f"  tls: {{certificate: {cert}, key: {key}}}\n"

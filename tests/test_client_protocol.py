@@ -230,3 +230,49 @@ elif a == "erase":
     assert "pw" not in repr(c)
     assert credentials.erase("reg.example:5000")
     assert credentials.lookup("reg.example:5000") is None
+
+
+def test_tls_with_certs_d(busybox_tar: Path, tmp_path: Path, no_creds: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TLS registry: trusted through certs.d/HOST/ca.crt; refused without it; reachable
+    unverified with tls_verify=False (--tls-verify=false)."""
+    from client_registry import make_tls, tls_yaml
+
+    from pallet.errors import Unavailable
+
+    ca, cert, key = make_tls(tmp_path / "tls")
+    r = start_registry(tmp_path / "reg", http_extra=tls_yaml(cert, key))
+    try:
+        certs_d = tmp_path / "certs.d"
+        (certs_d / r.host).mkdir(parents=True)
+        (certs_d / r.host / "ca.crt").write_bytes(ca.read_bytes())
+        monkeypatch.setenv("PALLET_CERTS_D", str(certs_d))
+        layout = tmp_path / "layout"
+        make_oci_layout(busybox_tar, layout)
+        from pallet.image.sources import open_archive
+
+        with open_archive(str(layout), str(tmp_path)) as images, Registry(r.host) as reg:
+            assert reg.endpoint.scheme == "https" and reg.endpoint.verify
+            digest, _ = push_image(reg.repo("tls/bb", push=True), images[0].image, "1", tmpdir=tmp_path)
+        monkeypatch.setenv("PALLET_CERTS_D", str(tmp_path / "none"))
+        with Registry(r.host, tls_verify=True) as reg:
+            with pytest.raises(Unavailable, match="certificate"):
+                resolve(reg.repo("tls/bb"), "1")
+        with Registry(r.host, tls_verify=False) as reg:
+            assert resolve(reg.repo("tls/bb"), "1").image.digest() == digest
+            assert reg.transport.endpoint.scheme == "https"
+    finally:
+        r.stop()
+
+
+def test_insecure_falls_back_to_http(reg, no_creds: Path, busybox_tar: Path, tmp_path: Path) -> None:
+    """--tls-verify=false on a plain-HTTP registry: the HTTPS probe fails, HTTP is used."""
+    from pallet.distribution.client.hosts import Endpoint
+    from pallet.distribution.client.transport import Transport
+
+    push_busybox_with_skopeo(busybox_tar, tmp_path, f"docker://{reg.host}/fb/bb:1")
+    t = Transport(Endpoint(reg.host, "https", False, fallback_http=True))
+    resp = t.request("GET", "/v2/fb/bb/tags/list")
+    assert b'"1"' in resp.read(4096)
+    assert t.endpoint.scheme == "http"
+    t.close()

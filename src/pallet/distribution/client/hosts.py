@@ -91,6 +91,10 @@ class Endpoint:
     host: str  # host[:port] as in the reference, after docker.io mapping
     scheme: str  # "https" or "http"
     verify: bool  # verify TLS certificates (ignored for http)
+    fallback_http: bool = False  # insecure: if HTTPS fails at the first request, use plain HTTP
+
+    def as_http(self) -> Endpoint:
+        return Endpoint(self.host, "http", False)
 
     @property
     def base(self) -> str:
@@ -116,15 +120,25 @@ class Endpoint:
 
 
 def endpoint_for(domain: str, tls_verify: bool | None = None) -> Endpoint:
-    """``tls_verify=False`` (``--tls-verify=false``) makes any registry insecure: plain HTTP
-    (docker and podman fall back from HTTPS; we go straight to HTTP, the common case for a
-    private registry started without TLS). ``None`` means: decide from the configuration."""
+    """How to reach ``domain``. ``tls_verify``: None decides from the configuration, False is
+    ``--tls-verify=false``, True insists on verified HTTPS.
+
+    - a host with a certs.d directory speaks verified HTTPS with those CAs (loopback included),
+      unless ``tls_verify`` is False;
+    - loopback hosts speak plain HTTP (docker treats 127.0.0.0/8 as insecure; we skip the HTTPS
+      probe there, since a loopback registry without a certs.d entry is plain HTTP in practice);
+    - insecure hosts (``--tls-verify=false`` or configured) try HTTPS without verification and
+      fall back to plain HTTP when the first request fails, as docker and podman do;
+    - everything else: verified HTTPS with the system CAs."""
     host = registry_host(domain)
+    if tls_verify is not False and certs_dirs(host):
+        return Endpoint(host, "https", True)
+    if tls_verify is True:
+        return Endpoint(host, "https", True)
+    if tls_verify is False:
+        return Endpoint(host, "https", False, fallback_http=True)
     if is_loopback(host):
         return Endpoint(host, "http", False)
-    if tls_verify is False or host in insecure_registries():
-        # a host with certs.d configured but listed insecure still speaks TLS, unverified
-        if certs_dirs(host):
-            return Endpoint(host, "https", False)
-        return Endpoint(host, "http", False)
+    if host in insecure_registries():
+        return Endpoint(host, "https", False, fallback_http=True)
     return Endpoint(host, "https", True)

@@ -44,6 +44,7 @@ log = logging.getLogger("pallet.distribution.client")
 MAX_ATTEMPTS = 4
 BACKOFF = 0.25  # seconds, doubled per attempt
 MAX_RETRY_AFTER = 5.0
+PROBE_TIMEOUT = 5.0  # the HTTPS probe of an insecure registry
 TIMEOUT = 60.0  # socket timeout per read
 ERROR_BODY_CAP = 64 * 1024
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -183,6 +184,7 @@ class Transport:
         self.pool = _Pool()
         self._challenge: Challenge | None = None
         self._pinged = False
+        self._ping_lock = threading.Lock()
         self._ctx: Any = None
         self._lock = threading.Lock()
 
@@ -205,16 +207,29 @@ class Transport:
     # -- auth ----------------------------------------------------------------------------
 
     def ping(self) -> None:
-        """GET /v2/ once to learn the auth challenge (what docker does before anything else)."""
-        if self._pinged:
-            return
-        resp = self._send("GET", self.url("/v2/"), {}, None, auth=None)
+        """GET /v2/ once, before anything else (as docker does): learns the auth challenge up
+        front, and for an insecure registry decides between HTTPS and plain HTTP."""
+        with self._ping_lock:
+            if self._pinged:
+                return
+            self._ping()
+
+    def _ping(self) -> None:
+        if self.endpoint.fallback_http:
+            try:
+                resp = self._send("GET", self.url("/v2/"), {}, None, auth=None, timeout=PROBE_TIMEOUT)
+            except NET_ERRORS as e:
+                log.info("%s: HTTPS failed (%s), falling back to HTTP", self.endpoint.host, _reason(e))
+                self.endpoint = self.endpoint.as_http()
+                resp = self._retrying("GET", self.url("/v2/"), {}, None, auth=None)
+        else:
+            resp = self._retrying("GET", self.url("/v2/"), {}, None, auth=None)
+        self._pinged = True
         if resp.status == 401:
             self._learn(resp)
         resp.drain()
         if resp.status not in (200, 401):
             raise registry_error(resp.status, b"", f"registry {self.endpoint.host}")
-        self._pinged = True
 
     def _learn(self, resp: Response) -> Challenge | None:
         chs = parse_challenges(resp.header("WWW-Authenticate"))
@@ -274,7 +289,7 @@ class Transport:
     # -- requests ------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Body,
-              auth: str | None) -> Response:
+              auth: str | None, timeout: float | None = None) -> Response:
         """One request on a pooled connection; a stale pooled connection is retried once fresh."""
         parts = urllib.parse.urlsplit(url)
         key = (parts.scheme, parts.netloc)
@@ -288,6 +303,10 @@ class Transport:
                 conn, reused = self._new_conn(key), False
             else:
                 conn, reused = self.pool.get(key, self._ssl)
+            if timeout is not None:
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
             try:
                 data: Any = body() if callable(body) else body
                 if data is None and method in ("PUT", "POST", "PATCH"):
@@ -302,6 +321,10 @@ class Transport:
             except BaseException:
                 conn.close()
                 raise
+            if timeout is not None:
+                conn.timeout = TIMEOUT
+                if conn.sock is not None:
+                    conn.sock.settimeout(TIMEOUT)
             return Response(resp, conn, self.pool, key, url)
         raise AssertionError("unreachable")
 
@@ -354,6 +377,8 @@ class Transport:
         headers = dict(headers or {})
         ok = frozenset(ok)
         what = what or f"registry {self.endpoint.host}"
+        if not self._pinged:
+            self.ping()
         url = self.url(path)
         auth = self.authorization(scopes) if self._challenge else None
         resp = self._retrying(method, url, headers, body, auth, retry)
