@@ -25,6 +25,7 @@ import shutil
 import stat
 
 from pallet.errors import InvalidArgument, OSFailure
+from pallet.image.filewriter import BATCH, MAX_FILE, FileWriter
 from pallet.image.tario import BLK, CHR, DIR, FIFO, HARDLINK, REG, SYMLINK, TarReader
 
 WH_PREFIX = ".wh."
@@ -35,8 +36,24 @@ _FILEFLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_CACHED = 256
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def split_name(name: str) -> tuple[str, ...]:
     """Tar name -> path components under the root; refuses ``..`` anywhere."""
+    while name[:2] == "./":
+        name = name[2:]
+    if name and name[0] not in "/." and "/." not in name and "//" not in name and "\0" not in name:
+        return tuple(name.rstrip("/").split("/"))  # the common case: nothing to clean
     parts = tuple(p for p in name.split("/") if p and p != ".")
     if ".." in parts:
         raise InvalidArgument(f"tar entry {name!r} has a '..' component (escapes the layer)")
@@ -104,11 +121,32 @@ class Applier:
     def apply(self, reader: TarReader) -> int:
         """Extract every entry; returns the number of entries. Restores directory modes and
         mtimes last (children change a directory's mtime)."""
+        writer = FileWriter()
+        try:
+            count = self._apply(reader, writer)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish()
+        self._finish_dirs()
+        return count
+
+    def _apply(self, reader: TarReader, writer: FileWriter) -> int:
+        """The entry loop.
+
+        The regular-file path is inlined and lean (it is most of every layer): the file is
+        created with its final mode (no fchmod unless the umask or setuid/setgid/sticky bits
+        require one) and chown'd only when the owner differs from ours."""
         count = 0
         priv = self.privileged
+        euid, egid = os.geteuid(), os.getegid()
+        umask = _umask()
+        dirs = self._dirs
+        open_, close, utime, fchown, fchmod = os.open, os.close, os.utime, os.fchown, os.fchmod
+        copy, take = reader.copy_to, reader.take
         for e in reader:
             count += 1
-            if len(self._dirs) > _MAX_CACHED:
+            if len(dirs) > _MAX_CACHED:
                 self.close()
             parts = split_name(e.name)
             if not parts:
@@ -118,14 +156,45 @@ class Applier:
                         os.chown(self.root_fd, e.uid, e.gid)
                 continue
             base = parts[-1]
-            if base.startswith(WH_PREFIX):
+            if base[:4] == WH_PREFIX:
                 self._whiteout(parts, e.name)
                 continue
-            pfd = self._dir(parts[:-1])
+            pfd = dirs.get(parts[:-1]) if len(parts) > 1 else self.root_fd
+            if pfd is None:
+                pfd = self._dir(parts[:-1])
             t = e.type
             try:
                 if t == REG:
-                    self._file(pfd, parts, e, reader)
+                    mode = e.mode
+                    try:
+                        fd = open_(base, _FILEFLAGS, mode & 0o777, dir_fd=pfd)
+                    except FileExistsError:
+                        self._remove(pfd, parts)
+                        fd = open_(base, _FILEFLAGS, mode & 0o777, dir_fd=pfd)
+                    size = e.size
+                    if size <= MAX_FILE:  # finished by the writer thread (see filewriter.py)
+                        owner = (e.uid, e.gid) if priv and (e.uid != euid or e.gid != egid) else None
+                        batch = writer.batch
+                        batch.append((fd, take(size) if size else None, owner,
+                                      mode if owner and mode & 0o6000 or mode & umask or mode & 0o7000 else None,
+                                      e.mtime_ns, e.xattrs, e.name))
+                        if len(batch) >= BATCH:
+                            writer.submit()
+                        continue
+                    try:
+                        if size:
+                            copy(fd)
+                        if priv and (e.uid != euid or e.gid != egid):
+                            fchown(fd, e.uid, e.gid)
+                            if mode & 0o6000:
+                                fchmod(fd, mode)  # chown cleared setuid/setgid
+                        if mode & umask or mode & 0o7000:
+                            fchmod(fd, mode)
+                        if e.xattrs:
+                            _setxattrs(fd, e.xattrs, e.name)
+                        utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+                    finally:
+                        close(fd)
                 elif t == DIR:
                     self._mkdir(pfd, parts, e)
                 elif t == SYMLINK:
@@ -138,7 +207,6 @@ class Applier:
                 raise
             except OSError as ex:
                 raise OSFailure.from_oserror(ex, "extract", e.name) from None
-        self._finish_dirs()
         return count
 
     def _create(self, pfd: int, parts: tuple[str, ...], make) -> None:  # type: ignore[no-untyped-def]
@@ -147,30 +215,6 @@ class Applier:
         except FileExistsError:
             self._remove(pfd, parts)
             make()
-
-    def _file(self, pfd: int, parts: tuple[str, ...], e, reader: TarReader) -> None:  # type: ignore[no-untyped-def]
-        base = parts[-1]
-        try:
-            fd = os.open(base, _FILEFLAGS, 0o600, dir_fd=pfd)
-        except FileExistsError:
-            self._remove(pfd, parts)
-            fd = os.open(base, _FILEFLAGS, 0o600, dir_fd=pfd)
-        try:
-            if e.size:
-                write = os.write
-                for mv in reader.data():
-                    n = write(fd, mv)
-                    while n < len(mv):  # short writes: rare on regular files, but legal
-                        mv = mv[n:]
-                        n = write(fd, mv)
-            if self.privileged:
-                os.fchown(fd, e.uid, e.gid)
-            os.fchmod(fd, e.mode)
-            if e.xattrs:
-                _setxattrs(fd, e.xattrs, e.name)
-            os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
-        finally:
-            os.close(fd)
 
     def _mkdir(self, pfd: int, parts: tuple[str, ...], e) -> None:  # type: ignore[no-untyped-def]
         base = parts[-1]
