@@ -62,14 +62,15 @@ def ago(epoch: float) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to the widest cell plus 3 spaces, like docker's tabwriter."""
+    """docker's tabwriter (minwidth 10, padding 3): each column as wide as its widest cell
+    plus 3, and at least 10."""
     widths = [len(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):
             widths[i] = max(widths[i], len(c))
     lines = []
     for r in [list(headers)] + [list(x) for x in rows]:
-        cells = [c.ljust(widths[i] + 3) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        cells = [c.ljust(max(10, widths[i] + 3)) if i < len(r) - 1 else c for i, c in enumerate(r)]
         lines.append("".join(cells).rstrip())
     return "\n".join(lines)
 
