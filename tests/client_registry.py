@@ -20,6 +20,7 @@ import pytest
 
 REGISTRY = shutil.which("docker-registry")
 USER, PASSWORD = "alice", "s3cret-pw"
+REFRESH = "refresh-token-0123"
 
 
 def free_port() -> int:
@@ -114,6 +115,9 @@ class TokenIssuer:
             def do_GET(self) -> None:  # noqa: N802
                 issuer.handle(self)
 
+            def do_POST(self) -> None:  # noqa: N802
+                issuer.handle(self)
+
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -132,11 +136,22 @@ class TokenIssuer:
 
         q = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)
         user = None
+        if h.command == "POST":  # OAuth2 refresh-token grant (identity tokens)
+            n = int(h.headers.get("Content-Length", "0"))
+            form = urllib.parse.parse_qs(h.rfile.read(n).decode())
+            if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [REFRESH]:
+                h.send_response(401)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
+            user = USER
+            q = {"service": form.get("service", []), "scope": " ".join(form.get("scope", [])).split()}
         authz = h.headers.get("Authorization", "")
         if authz.startswith("Basic "):
             u, _, p = base64.b64decode(authz[6:]).decode().partition(":")
             if (u, p) != (USER, PASSWORD):
                 h.send_response(401)
+                h.send_header("Content-Length", "0")
                 h.end_headers()
                 return
             user = u

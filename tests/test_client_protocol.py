@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from client_registry import (
     PASSWORD,
+    REFRESH,
     USER,
     TokenIssuer,
     htpasswd_yaml,
@@ -198,6 +199,13 @@ def test_token_auth(token_reg, busybox_tar: Path, tmp_path: Path, no_creds: Path
     with Registry(token_reg.host, creds=Credentials(USER, "bad")) as r:
         with pytest.raises(Unauthorized, match=token_reg.host.replace(".", r"\.")):
             r.check_login()
+    # an identity token in config.json: exchanged by the OAuth2 refresh-token POST
+    (tmp_path / "idt.json").write_text(json.dumps({"auths": {token_reg.host: {"identitytoken": REFRESH}}}))
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "idt.json"))
+    with Registry(token_reg.host) as r:
+        n0 = len(issuer.requests)
+        push_image(r.repo("t/idt", push=True), img, "1")
+        assert issuer.requests[n0]["user"] == USER
 
 
 def test_credential_helper(tmp_path: Path, no_creds: Path, monkeypatch: pytest.MonkeyPatch) -> None:

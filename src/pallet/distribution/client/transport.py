@@ -265,9 +265,18 @@ class Transport:
         sep = "&" if "?" in ch.realm else "?"
         url = ch.realm + (sep + urllib.parse.urlencode(q) if q else "")
         headers = {}
-        if self.creds is not None:
-            headers["Authorization"] = self.creds.basic()
-        resp = self._retrying("GET", url, headers, None, auth=None)
+        if self.creds is not None and self.creds.username == "<token>":
+            # an identity (refresh) token from config.json: docker's OAuth2 form POST (token spec,
+            # "oauth.md"); the refresh token is never sent as Basic
+            form = urllib.parse.urlencode([("grant_type", "refresh_token"), ("service", ch.service),
+                                           ("client_id", "pallet"), ("refresh_token", self.creds.password),
+                                           ("scope", " ".join(scopes))]).encode()
+            resp = self._retrying("POST", ch.realm, {"Content-Type": "application/x-www-form-urlencoded"},
+                                  form, auth=None)
+        else:
+            if self.creds is not None:
+                headers["Authorization"] = self.creds.basic()
+            resp = self._retrying("GET", url, headers, None, auth=None)
         body = resp.read(ERROR_BODY_CAP) if resp.status != 200 else resp.read(1 << 20)
         if resp.status != 200:
             if resp.status in (401, 403):
