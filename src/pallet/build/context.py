@@ -123,8 +123,8 @@ class BuildContext:
     def resolve(self, src: str, what: str = "COPY") -> list[Source]:
         """The context entries one COPY/ADD source names."""
         cleaned = posixpath.normpath("/" + src.replace("\\", "/") if not has_glob(src) else "/" + src)
-        if posixpath.normpath(posixpath.join("/ctx", src)).startswith("/ctx/..") or \
-                posixpath.normpath(posixpath.join("/ctx", src)) == "/":
+        norm = posixpath.normpath(src) if src else "."
+        if norm == ".." or norm.startswith("../"):
             raise InvalidArgument(f"{what} failed: forbidden path outside the build context: {src}")
         rel = cleaned.lstrip("/")
         if has_glob(rel):

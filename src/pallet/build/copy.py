@@ -224,7 +224,9 @@ def _is_archive(path: str) -> bool:
 
 def _extract(path: str, dest: str) -> None:
     with tarfile.open(path, "r:*") as tf:
-        tf.extractall(dest, filter="tar", numeric_owner=True)
+        # the archive's own root entry ("./") would re-own the destination: docker skips it
+        members = [m for m in tf.getmembers() if posixpath.normpath("/" + m.name) != "/"]
+        tf.extractall(dest, members=members, filter="tar", numeric_owner=True)
 
 
 def run_copy(root: str, source_root: str | None, plan: CopyPlan) -> None:
