@@ -23,6 +23,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--token-key", help="PEM public key(s)/certificate(s) that verify tokens")
     s.add_argument("--token-issuer", help="issuer tokens must name (iss); default: any")
     s.add_argument("--workers", type=int, help="worker processes (SO_REUSEPORT), default 1")
+    s.add_argument("--max-concurrent", type=int,
+                   help="in-flight requests per worker before 429 TOOMANYREQUESTS (default 1024)")
     s.add_argument("--access-log", help="'-' (stderr, default), 'off', or a file to append JSON lines to")
     s.add_argument("--no-delete", dest="delete_enabled", action="store_const", const=False,
                    help="refuse DELETE (405 UNSUPPORTED), like storage.delete.enabled: false")
@@ -60,7 +62,7 @@ def _config(g: Any, ns: argparse.Namespace) -> Any:
 
     c = cfg.load(ns.config) if getattr(ns, "config", None) else cfg.Config()
     flags = {k: getattr(ns, k, None) for k in ("addr", "tls_cert", "tls_key", "htpasswd", "token_realm",
-                                                "token_service", "token_key", "token_issuer", "workers",
+                                                "token_service", "token_key", "token_issuer", "workers", "max_concurrent",
                                                 "access_log", "delete_enabled")}
     flags["root"] = getattr(ns, "registry_root", None)
     cfg.merge(c, **flags)

@@ -9,14 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from pallet.distribution.server import blobs, manifest_handlers
+from pallet.distribution.server import blobs, keys, manifest_handlers
 from pallet.distribution.server.auth import Access, Authorizer, BasicAuth, NoAuth, TokenAuth
 from pallet.distribution.server.config import Config
 from pallet.distribution.server.errors import RegistryError, unsupported
 from pallet.distribution.server.manifest_handlers import paginate
 from pallet.distribution.server.metrics import Metrics
 from pallet.distribution.server.names import Route, check_name, route
-from pallet.distribution.server.state import State, state_of
+from pallet.distribution.server.state import State, attach, state_of
 from pallet.distribution.server.storage import open_driver
 
 log = logging.getLogger("pallet.registry")
@@ -51,7 +51,7 @@ def needed_access(r: Route, request: web.Request) -> list[Access]:
 
 def error_response(request: web.Request, e: RegistryError) -> web.Response:
     state_of(request).metrics.error(e.code)
-    request["error_code"] = e.code
+    request[keys.ERROR_CODE] = e.code
     headers = {"Content-Type": "application/json; charset=utf-8", **e.headers}
     return web.Response(status=e.status, body=e.body(), headers=headers)
 
@@ -74,6 +74,17 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     raw = request.raw_path.split("?", 1)[0]
     st = state_of(request)
+    if st.in_flight >= st.config.max_concurrent:
+        return error_response(request, RegistryError(
+            "TOOMANYREQUESTS", "too many requests in flight; retry later", headers={"Retry-After": "1"}))
+    st.in_flight += 1
+    try:
+        return await _dispatch(request, raw, st)
+    finally:
+        st.in_flight -= 1
+
+
+async def _dispatch(request: web.Request, raw: str, st: State) -> web.StreamResponse:
     try:
         if raw == "/metrics" and request.method == "GET":
             return await _metrics(request)
@@ -88,7 +99,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             handler = HANDLERS.get((r.kind, request.method))
         if handler is None:
             raise unsupported(f"{request.method} is not supported on this endpoint")
-        request["user"] = st.auth.authorize(request.headers.get("Authorization", ""), needed_access(r, request))
+        request[keys.USER] = st.auth.authorize(request.headers.get("Authorization", ""), needed_access(r, request))
         return await handler(request, r.name, r.ref)
     except RegistryError as e:
         return error_response(request, e)
@@ -114,7 +125,7 @@ def make_app(config: Config, metrics: Metrics | None = None) -> web.Application:
     config.validate()
     driver = open_driver("filesystem", rootdirectory=config.root)
     app = web.Application(client_max_size=1 << 20)
-    app["state"] = State(driver, config, make_authorizer(config), metrics or Metrics())
+    attach(app, State(driver, config, make_authorizer(config), metrics or Metrics()))
     app.router.add_route("*", "/{tail:.*}", dispatch)
     app.on_response_prepare.append(_add_api_header)
     return app

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pallet.distribution.server import keys
 from pallet.distribution.server.errors import RegistryError, blob_unknown, unsupported, upload_unknown
 from pallet.distribution.server.names import check_name, parse_digest
 from pallet.distribution.server.state import state_of
@@ -96,7 +97,7 @@ async def _append(request: web.Request, name: str, uuid: str, check_range: bool)
         async for chunk in request.content.iter_any():
             got += len(chunk)
             await writer.write(chunk)
-        request["bytes_in"] = request.get("bytes_in", 0) + got
+        request[keys.BYTES_IN] = request.get(keys.BYTES_IN, 0) + got
         if expect is not None and got != expect:
             raise RegistryError("SIZE_INVALID", f"chunk has {got} bytes, Content-Range said {expect}")
         if request.content_length is not None and got != request.content_length:

@@ -9,7 +9,7 @@ does for sections it does not use.
       htpasswd: {realm: R, path: F}
       token: {realm: URL, service: S, issuer: I, rootcertbundle: F}
     log: {accesslog: {disabled: false, path: "-"}}
-    pallet: {workers: 1}
+    pallet: {workers: 1, max_concurrent: 1024}
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ class Config:
     token_issuer: str = ""
     access_log: str = "-"
     workers: int = 1
+    max_concurrent: int = 1024  # in-flight requests per worker; beyond: 429 TOOMANYREQUESTS
 
     def host_port(self) -> tuple[str, int]:
         host, sep, port = self.addr.rpartition(":")
@@ -52,6 +53,8 @@ class Config:
             raise InvalidArgument("token auth needs --token-realm, --token-service and --token-key")
         if self.htpasswd and self.token_realm:
             raise InvalidArgument("choose one auth: --htpasswd or --token-realm")
+        if self.max_concurrent < 1:
+            raise InvalidArgument(f"max concurrent requests must be >= 1, not {self.max_concurrent}")
         if self.workers < 1 or self.workers > 64:
             raise InvalidArgument(f"workers must be 1..64, not {self.workers}")
 
@@ -102,12 +105,13 @@ def load(path: str) -> Config:
         c.delete_enabled = bool(enabled)
     if _get(doc, "log", "accesslog", "disabled"):
         c.access_log = "off"
-    workers = _get(doc, "pallet", "workers")
-    if workers is not None:
-        try:
-            c.workers = int(workers)
-        except (TypeError, ValueError):
-            raise InvalidArgument(f"registry config {path}: pallet.workers is not a number") from None
+    for key in ("workers", "max_concurrent"):
+        v = _get(doc, "pallet", key)
+        if v is not None:
+            try:
+                setattr(c, key, int(v))
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"registry config {path}: pallet.{key} is not a number") from None
     return c
 
 

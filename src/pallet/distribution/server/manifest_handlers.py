@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pallet.distribution.server import keys
 from pallet.distribution.server import manifests as mf
 from pallet.distribution.server.errors import (
     RegistryError,
@@ -82,7 +83,7 @@ async def _read_capped(request: web.Request) -> bytes:
         if n > MAX_MANIFEST_SIZE:
             raise RegistryError("MANIFEST_INVALID", f"manifest is over {MAX_MANIFEST_SIZE} bytes", status=413)
         parts.append(chunk)
-    request["bytes_in"] = n
+    request[keys.BYTES_IN] = n
     return b"".join(parts)
 
 

@@ -82,9 +82,11 @@ def access_logger_class(metrics: Metrics, sink: IO[str] | None) -> type:
     (``sink`` None: counting only)."""
     from aiohttp.abc import AbstractAccessLogger
 
+    from pallet.distribution.server import keys
+
     class AccessLog(AbstractAccessLogger):
         def log(self, request: Any, response: Any, duration: float) -> None:
-            bytes_in = request.get("bytes_in", 0) or (request.content_length or 0)
+            bytes_in = request.get(keys.BYTES_IN, 0) or (request.content_length or 0)
             bytes_out = response.body_length
             metrics.request(request.method, response.status, bytes_in, bytes_out)
             if sink is None:
@@ -92,10 +94,10 @@ def access_logger_class(metrics: Metrics, sink: IO[str] | None) -> type:
             rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
                    "remote": request.remote, "method": request.method, "path": request.raw_path,
                    "status": response.status, "bytes_in": bytes_in, "bytes_out": bytes_out,
-                   "duration_ms": round(duration * 1000, 3), "user": request.get("user", ""),
+                   "duration_ms": round(duration * 1000, 3), "user": request.get(keys.USER, ""),
                    "user_agent": request.headers.get("User-Agent", "")}
-            if request.get("error_code"):
-                rec["error"] = request["error_code"]
+            if request.get(keys.ERROR_CODE):
+                rec["error"] = request[keys.ERROR_CODE]
             try:
                 sink.write(json.dumps(rec) + "\n")
                 sink.flush()

@@ -6,6 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from pallet.distribution.server.auth import Authorizer
 from pallet.distribution.server.config import Config
 from pallet.distribution.server.metrics import Metrics
@@ -23,6 +25,7 @@ class State:
     metrics: Metrics
     _cache: OrderedDict[Digest, tuple[bytes, str]] = field(default_factory=OrderedDict)
     _cached: int = 0
+    in_flight: int = 0
 
     def cache_get(self, d: Digest) -> tuple[bytes, str] | None:
         v = self._cache.get(d)
@@ -40,5 +43,12 @@ class State:
             self._cached -= len(b)
 
 
+STATE_KEY = web.AppKey("pallet_registry_state", State)
+
+
 def state_of(request: Any) -> State:
-    return request.app["state"]  # type: ignore[no-any-return]
+    return request.app[STATE_KEY]
+
+
+def attach(app: Any, state: State) -> None:
+    app[STATE_KEY] = state
