@@ -305,7 +305,7 @@ def _setxattrs(target: int | str, xattrs: dict[str, bytes], name: str) -> None:
         if k.startswith("trusted.overlay."):
             continue
         try:
-            os.setxattr(target, k, v, follow_symlinks=False)
+            os.setxattr(target, k, v, follow_symlinks=isinstance(target, int))
         except OSError as ex:
             if ex.errno in (errno.ENOTSUP, errno.EPERM):
                 continue  # not supported by this filesystem, or not permitted unprivileged

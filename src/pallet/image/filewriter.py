@@ -70,6 +70,8 @@ class FileWriter:
                     self._errors.append(OSFailure.from_oserror(ex, "extract", name))
                 except PalletError as ex:
                     self._errors.append(ex)
+                except Exception as ex:  # never die silently: the applier must see every failure
+                    self._errors.append(OSFailure(0, f"extract ({type(ex).__name__}: {ex})", name))
                 finally:
                     close(fd)
             self._slots.release()
