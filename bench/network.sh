@@ -14,10 +14,12 @@ WORK=$(mktemp -d /tmp/pallet-netbench.XXXXXX)
 NS=pnb$$
 CTR=""
 HPID=""
+DNET=pnbench$$
 export PALLET_BRIDGE_NAME=pnb0 PALLET_BRIDGE_SUBNET=10.240.0.0/24
 cleanup() {
   [ -n "$HPID" ] && kill "$HPID" 2>/dev/null && wait "$HPID" 2>/dev/null || true
   [ -n "$CTR" ] && docker rm -f "$CTR" >/dev/null 2>&1 || true
+  docker network rm "$DNET" >/dev/null 2>&1 || true
   $PY - "$WORK/root" <<'PY' || true
 import sys
 from pallet.network.endpoint import Endpoints
@@ -47,8 +49,10 @@ PY
 ip netns exec "$NS" busybox httpd -f -p 80 -h "$WORK/www" &
 HPID=$!
 
-# docker: the same httpd in busybox, published on 127.0.0.1
-CTR=$(docker run -d -p 127.0.0.1::80 busybox sh -c \
+# docker: the same httpd in busybox, published on 127.0.0.1 (on a docker network of its own:
+# other tests on this machine run private dockerds that may take docker0 away)
+docker network create "$DNET" >/dev/null
+CTR=$(docker run -d --network "$DNET" -p 127.0.0.1::80 busybox sh -c \
   'mkdir -p /srv && echo hello > /srv/index.html && head -c 1048576 /dev/urandom > /srv/big && exec httpd -f -p 80 -h /srv')
 DPORT=$(docker port "$CTR" 80/tcp | head -1 | sed 's/.*://')
 
@@ -95,3 +99,20 @@ finally:
 PY
 t0=$(date +%s%N); for _ in $(seq 20); do ip netns add pnbt; ip netns del pnbt; done; t1=$(date +%s%N)
 echo "  (for scale: ip netns add+del, two ip(8) processes: $(( (t1-t0)/20000000 )) ms)"
+
+# the same per container, in fresh processes (imports included), bridge vs a bare netns
+echo "one container's network in a fresh process: bridge (import + netns + setup + teardown) vs none (netns)"
+$PY - "$WORK/root" <<'PY'
+import sys
+from pallet.network.manager import Networks
+Networks(sys.argv[1]).ensure_default()
+PY
+hyperfine -N -w 3 -r 30 --export-json "$WORK/att.json" \
+  "$PY bench/network_attach.py none $WORK/root $WORK/root/run" \
+  "$PY bench/network_attach.py bridge $WORK/root $WORK/root/run" >/dev/null
+$PY - "$WORK/att.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+none, bridge = (x["median"] * 1e3 for x in r)
+print(f"  none   {none:6.1f} ms\n  bridge {bridge:6.1f} ms\n  extra per container {bridge - none:5.1f} ms")
+PY

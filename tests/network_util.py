@@ -85,22 +85,64 @@ def _strip_link(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in ("stats", "stats64", "operstate_change")}
 
 
-def snapshot() -> dict[str, object]:
-    """Links, addresses, routes, nftables ruleset and iptables rules, minus docker's own
-    moving parts (its veths, counters) which the anchor dockerd may change meanwhile."""
-    links = [_strip_link(x) for x in json.loads(sh("ip", "-j", "link").stdout)
-             if not _DOCKER.search(x.get("ifname", ""))]
+def _nft_tables(text: str, keep_table: str) -> list[str]:
+    """nft ruleset lines, without other pallet roots' tables (``table ip pallet_*``)."""
+    out, skip = [], False
+    for ln in text.splitlines():
+        if ln.startswith("table "):
+            name = ln.split()[2]
+            skip = name.startswith("pallet") and name != keep_table
+        if not skip:
+            out.append(ln)
+        if ln == "}":
+            skip = False
+    return out
+
+
+def snapshot(prefix: str | None = None, root: str | None = None) -> dict[str, object]:
+    """Links, addresses, routes, nftables ruleset and iptables rules as this test sees them.
+
+    Other actors run on this host at the same time (dockerds, other pallet roots' tests), so
+    bridges not named PREFIX* (this test's, see ``default_net_env``) and the links enslaved to
+    them are left out, with their addresses and routes, as are other roots' nft tables and
+    PALLET-* chains (ROOT's are kept) and docker's rules. A link of ours left behind (a veth
+    whose bridge is gone, an address, a route, a rule) still shows."""
+    from pallet.network.firewall import names_for
+
+    prefix = prefix or _PREFIX
+    names = names_for(root) if root else None
+    raw = json.loads(sh("ip", "-d", "-j", "link").stdout)
+    foreign_br = {x["ifname"] for x in raw if x.get("linkinfo", {}).get("info_kind") == "bridge"
+                  and not x["ifname"].startswith(prefix)}
+    foreign = foreign_br | {x["ifname"] for x in raw if x.get("master") in foreign_br}
+    foreign |= {x["ifname"] for x in raw if _DOCKER.search(x["ifname"])}
+    links = [_strip_link(json.loads(json.dumps(x))) for x in json.loads(sh("ip", "-j", "link").stdout)
+             if x["ifname"] not in foreign]
     addrs = [{"ifname": x.get("ifname"), "addr": [(a.get("local"), a.get("prefixlen")) for a in x.get("addr_info", [])]}
-             for x in json.loads(sh("ip", "-j", "addr").stdout) if not _DOCKER.search(x.get("ifname", ""))]
-    routes = [r for r in json.loads(sh("ip", "-j", "route").stdout) if r.get("dev") != "docker0"]
-    nft = [ln for ln in sh("nft", "-s", "list", "ruleset").stdout.splitlines() if not _DOCKER.search(ln)]
+             for x in json.loads(sh("ip", "-j", "addr").stdout) if x.get("ifname") not in foreign]
+    routes = [r for r in json.loads(sh("ip", "-j", "route").stdout) if r.get("dev") not in foreign]
+
+    def mine(ln: str) -> bool:
+        if _DOCKER.search(ln):
+            return False
+        if "PALLET-" in ln:
+            return names is not None and any(c in ln.split() or f":{c}" in ln.split()
+                                             for c in (names.fwd, names.post, names.ports))
+        return True
+    nft = [ln for ln in _nft_tables(sh("nft", "-s", "list", "ruleset").stdout, names.table if names else "pallet_?")
+           if mine(ln)]
     ipt = [re.sub(r"\[\d+:\d+\]", "", ln) for ln in sh("iptables-save").stdout.splitlines()
-           if not ln.startswith("#") and not _DOCKER.search(ln)]
+           if not ln.startswith("#") and mine(ln)]
     return {"links": links, "addrs": addrs, "routes": routes, "nft": nft, "iptables": ipt}
 
 
+_PREFIX = f"pt{os.getpid() % 10000}"
+
+
 def default_net_env(tag: str) -> dict[str, str]:
-    """Env for a test's default network: its own bridge device and subnet (tests must not
-    collide with a real pallet0 or with each other)."""
+    """Env for a test's networks: bridge names of its own (default network PREFIX+TAG, user
+    networks PREFIX+TAG+N) and a default subnet, so tests never collide with a real pallet0,
+    with other roots, or with each other."""
     n = os.getpid() % 200 + 20
-    return {"PALLET_BRIDGE_NAME": f"pt{tag}{os.getpid() % 10000}", "PALLET_BRIDGE_SUBNET": f"10.{n}.{len(tag)}.0/24"}
+    return {"PALLET_BRIDGE_NAME": f"{_PREFIX}{tag}", "PALLET_BRIDGE_PREFIX": f"{_PREFIX}{tag}",
+            "PALLET_BRIDGE_SUBNET": f"10.{n}.{ord(tag[0]) % 250}.0/24"}

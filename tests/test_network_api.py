@@ -24,7 +24,7 @@ def test_setup_publish_teardown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("api\n")
-    before = snapshot()
+    before = snapshot(root=root)
     cid, cid2 = "a1" * 32, "b2" * 32
     ns, ns2 = api.netns_path(run, cid), api.netns_path(run, cid2)
     api.create_netns(ns)
@@ -69,6 +69,6 @@ def test_setup_publish_teardown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     Networks(root, run).prune()
     deadline = time.monotonic() + 10
-    while snapshot() != before and time.monotonic() < deadline:
+    while snapshot(root=root) != before and time.monotonic() < deadline:
         time.sleep(0.1)  # veths vanish with their netns asynchronously
-    assert snapshot() == before
+    assert snapshot(root=root) == before

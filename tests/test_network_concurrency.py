@@ -47,8 +47,8 @@ def _run_workers(root: Path, net: str, mode: str, jobs: list[tuple[str, str]]) -
 def test_fifty_concurrent_attach_detach(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in default_net_env("c").items():
         monkeypatch.setenv(k, v)
-    before = snapshot()
     root = tmp_path / "root"
+    before = snapshot(root=str(root))
     eps = Endpoints(root)
     tag = os.getpid() % 100000
     names = [f"pc{tag}-{i}" for i in range(N)]
@@ -75,4 +75,4 @@ def test_fifty_concurrent_attach_detach(tmp_path: Path, monkeypatch: pytest.Monk
             if n.name != "bridge":
                 eps.remove(n.name)
         eps.prune()
-    assert snapshot() == before
+    assert snapshot(root=str(root)) == before

@@ -25,7 +25,7 @@ def test_backend_conformance(backend: str, tmp_path: Path, monkeypatch: pytest.M
     www = tmp_path / "www"
     www.mkdir()
     (www / "index.html").write_text("links\n")
-    before = snapshot()
+    before = snapshot(root=str(tmp_path / "root"))
     eps = Endpoints(tmp_path / "root")
     tag = f"{os.getpid() % 100000}"
     try:
@@ -53,4 +53,4 @@ def test_backend_conformance(backend: str, tmp_path: Path, monkeypatch: pytest.M
         eps.detach_all("a" * 64)
         eps.detach_all("b" * 64)
         eps.prune()
-    assert snapshot() == before
+    assert snapshot(root=str(tmp_path / "root")) == before

@@ -125,7 +125,7 @@ def setup(root: str, runroot: str, container_id: str, netns: str, *, network: st
         wanted += [m for m in expose_all(exposed or ()) if (m.container_port, m.proto) not in given]
     eps = Endpoints(root, runroot)
     att = eps.attach(network, container_id, netns, name=name, aliases=aliases, publish=wanted,
-                     hosts_path=hosts_path, ip=ip)
+                     hosts_path=hosts_path, ip=ip, ifname="eth0", default_route=True)  # a fresh netns
     net, ep = att.network, att.endpoint
     pmap, lines = ports_info(ep.ports)
     info = {"netns": netns, "ip": ep.ip, "gateway": net.gateway, "mac": ep.mac, "prefixlen": net.prefixlen,
@@ -153,9 +153,21 @@ def refresh_hosts(root: str, runroot: str, container_id: str) -> None:
     Endpoints(root, runroot).refresh_hosts(container_id)
 
 
-def teardown(root: str, runroot: str, container_id: str, netns: str | None = None) -> None:
-    """Detach from every network and drop the netns file. Idempotent; safe after a failed setup."""
-    Endpoints(root, runroot).detach_all(container_id, unplug=False)
+def teardown(root: str, runroot: str, container_id: str, netns: str | None = None,
+             networks: Iterable[str] | None = None) -> None:
+    """Detach from NETWORKS (the names in ``info["networks"]``; default: look in every
+    network) and drop the netns file. Idempotent; safe after a failed setup."""
+    from pallet.errors import NotFound
+
+    eps = Endpoints(root, runroot)
+    if networks is None:
+        eps.detach_all(container_id, unplug=False)
+    else:
+        for n in networks:
+            try:
+                eps.detach(n, container_id, unplug=False)
+            except NotFound:
+                pass
     if netns:
         remove_netns(netns)
 

@@ -49,11 +49,13 @@ class Endpoints(Networks):
         it after ``detach``). Raises NotFound/Conflict/InvalidArgument with nothing made."""
         net = self.get(network)
         res = ports.Reservation()
-        mine = self.store.endpoints_of(container_id)
-        if ifname is None:
-            ifname = _next_ifname(ep.ifname for _, ep in mine)
-        if default_route is None:
-            default_route = not mine and not net.internal
+        if ifname is None or default_route is None:  # a scan of every network: skipped by api.setup
+            mine = self.store.endpoints_of(container_id)
+            if ifname is None:
+                ifname = _next_ifname(ep.ifname for _, ep in mine)
+            if default_route is None:
+                default_route = not mine
+        default_route = default_route and not net.internal
         eid = os.urandom(32).hex()
         try:
             with self.store.locked():
@@ -63,8 +65,9 @@ class Endpoints(Networks):
                     raise Conflict(f"container {name or container_id[:12]} is already connected to network"
                                    f" {net.name}")
                 addr = ipam.allocate(net, state, ip)
+                publish = list(publish)
                 taken = [p for n in self.store.all() for e in self.store.endpoints(n.name).values()
-                         for p in e.ports]
+                         for p in e.ports] if publish else []
                 claimed = ports.claim(publish, taken, res)
                 ep = Endpoint(container_id=container_id, endpoint_id=eid, ip=addr, mac=ipam.mac_for(addr),
                               ifname=ifname, veth=_veth_name(eid), name=name, aliases=tuple(aliases),

@@ -1,7 +1,7 @@
 """NAT, forwarding, isolation and published ports: rendered from state, applied atomically.
 
 The firewall is a pure function of the store: the active networks (their bridges exist)
-and the ports their endpoints publish. ``apply`` renders pallet's own table and replaces
+and the ports their endpoints publish. ``apply`` renders pallet's own table (one per root, see ``names_for``) and replaces
 it in one ``nft -f`` transaction (``table ip pallet; delete table ip pallet; table ip
 pallet {...}``), or deletes it when nothing is active. Nothing outside that table is
 touched, except one chain in iptables' filter table (below).
@@ -29,8 +29,31 @@ from typing import NamedTuple
 from pallet.errors import Unavailable
 from pallet.network.model import NetworkConfig, PortMapping
 
-TABLE = "pallet"
-FWD_CHAIN = "PALLET-FORWARD"
+DEFAULT_ROOT = "/var/lib/pallet"
+
+
+class Names(NamedTuple):
+    """Pallet's table and chains for one root: ``pallet`` / ``PALLET-FORWARD`` for the default
+    root, suffixed with a hash of the root otherwise, so that two roots on one host (tests
+    beside a real store) never overwrite each other's rules."""
+
+    table: str
+    fwd: str
+    post: str
+    ports: str
+
+
+def names_for(root: str) -> Names:
+    import zlib
+
+    root = os.path.abspath(root)
+    sfx = "" if root == DEFAULT_ROOT else f"{zlib.crc32(root.encode()):08x}"
+    dash = f"-{sfx}" if sfx else ""
+    return Names(f"pallet_{sfx}" if sfx else "pallet", f"PALLET-FORWARD{dash}", f"PALLET-POSTROUTING{dash}",
+                 f"PALLET-PORTS{dash}")
+
+
+DEFAULT_NAMES = names_for(DEFAULT_ROOT)
 
 
 class Published(NamedTuple):
@@ -62,9 +85,9 @@ def _elements(items: list[str]) -> str:
     return f"elements = {{ {', '.join(items)} }}" if items else ""
 
 
-def render_nft(nets: list[NetworkConfig], pubs: list[Published]) -> str:
+def render_nft(nets: list[NetworkConfig], pubs: list[Published], names: Names = DEFAULT_NAMES) -> str:
     """The whole ``table ip pallet`` (or its deletion when NETS is empty)."""
-    head = f"table ip {TABLE}\ndelete table ip {TABLE}\n"
+    head = f"table ip {names.table}\ndelete table ip {names.table}\n"
     if not nets:
         return head
     bridges = ", ".join(f'"{n.bridge}"' for n in nets)
@@ -75,7 +98,7 @@ def render_nft(nets: list[NetworkConfig], pubs: list[Published]) -> str:
             maps[f"{p.port.proto}_any"].append(f"{p.port.host_port} : {dest}")
         else:
             maps[f"{p.port.proto}_addr"].append(f"{p.port.host_ip} . {p.port.host_port} : {dest}")
-    lines = [f"table ip {TABLE} {{", f"  set bridges {{ type ifname; elements = {{ {bridges} }}; }}"]
+    lines = [f"table ip {names.table} {{", f"  set bridges {{ type ifname; elements = {{ {bridges} }}; }}"]
     for name, items in maps.items():
         key = "inet_service" if name.endswith("_any") else "ipv4_addr . inet_service"
         lines.append(f"  map {name} {{ type {key} : ipv4_addr . inet_service; {_elements(items)} }}")
@@ -113,7 +136,7 @@ def _forward_drops() -> bool:
     for line in out.splitlines():
         if line.startswith(":FORWARD ") and "DROP" in line:
             return True
-        if line.startswith("-A FORWARD ") and f"-j {FWD_CHAIN}" not in line:
+        if line.startswith("-A FORWARD ") and "-j PALLET-FORWARD" not in line:
             return True
     return False
 
@@ -126,47 +149,50 @@ def _has_chain(table: str, chain: str) -> bool:
     return f"\n:{chain} " in out
 
 
-def render_iptables(nets: list[NetworkConfig], pubs: list[Published], full: bool) -> str:
+def render_iptables(nets: list[NetworkConfig], pubs: list[Published], full: bool,
+                    names: Names = DEFAULT_NAMES) -> str:
     """iptables-restore --noflush input: the filter chain (and, when FULL, NAT chains too)."""
-    out = ["*filter", f":{FWD_CHAIN} - [0:0]"]
+    fwd, post, ports = names.fwd, names.post, names.ports
+    out = ["*filter", f":{fwd} - [0:0]"]
     if full:
         for n in nets:
             for m in nets:
                 if m.bridge != n.bridge:
-                    out.append(f"-A {FWD_CHAIN} -i {m.bridge} -o {n.bridge} -j DROP")
+                    out.append(f"-A {fwd} -i {m.bridge} -o {n.bridge} -j DROP")
             if n.internal:
-                out.append(f"-A {FWD_CHAIN} -i {n.bridge} ! -o {n.bridge} -j DROP")
-                out.append(f"-A {FWD_CHAIN} -o {n.bridge} ! -i {n.bridge} -j DROP")
+                out.append(f"-A {fwd} -i {n.bridge} ! -o {n.bridge} -j DROP")
+                out.append(f"-A {fwd} -o {n.bridge} ! -i {n.bridge} -j DROP")
     for n in nets:
-        out.append(f"-A {FWD_CHAIN} -i {n.bridge} -j ACCEPT")
-        out.append(f"-A {FWD_CHAIN} -o {n.bridge} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT")
+        out.append(f"-A {fwd} -i {n.bridge} -j ACCEPT")
+        out.append(f"-A {fwd} -o {n.bridge} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT")
     out.append("COMMIT")
     if full:
-        out += ["*nat", ":PALLET-POSTROUTING - [0:0]", ":PALLET-PORTS - [0:0]"]
+        out += ["*nat", f":{post} - [0:0]", f":{ports} - [0:0]"]
         for n in nets:
-            out.append(f"-A PALLET-POSTROUTING -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE")
-            out.append(f"-A PALLET-POSTROUTING -s {n.subnet} -o {n.bridge} -m conntrack --ctstate DNAT"
+            out.append(f"-A {post} -s 127.0.0.0/8 -o {n.bridge} -j MASQUERADE")
+            out.append(f"-A {post} -s {n.subnet} -o {n.bridge} -m conntrack --ctstate DNAT"
                        " -j MASQUERADE")
             if not n.internal:
-                out.append(f"-A PALLET-POSTROUTING -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
+                out.append(f"-A {post} -s {n.subnet} ! -o {n.bridge} -j MASQUERADE")
         for p in pubs:
             dst = f"-d {p.port.host_ip} " if p.port.host_ip not in ("", "0.0.0.0") else ""
-            out.append(f"-A PALLET-PORTS {dst}-p {p.port.proto} --dport {p.port.host_port} -j DNAT"
+            out.append(f"-A {ports} {dst}-p {p.port.proto} --dport {p.port.host_port} -j DNAT"
                        f" --to-destination {p.ip}:{p.port.container_port}")
         out.append("COMMIT")
     return "\n".join(out) + "\n"
 
 
-_JUMPS = [("filter", "FORWARD", ["-j", FWD_CHAIN]),
-          ("nat", "POSTROUTING", ["-j", "PALLET-POSTROUTING"]),
-          ("nat", "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "PALLET-PORTS"]),
-          ("nat", "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "PALLET-PORTS"])]
+def _jumps(n: Names) -> list[tuple[str, str, list[str]]]:
+    return [("filter", "FORWARD", ["-j", n.fwd]),
+            ("nat", "POSTROUTING", ["-j", n.post]),
+            ("nat", "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", n.ports]),
+            ("nat", "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL", "-j", n.ports])]
 
 
-def _iptables_apply(nets: list[NetworkConfig], pubs: list[Published], full: bool) -> None:
-    jumps = _JUMPS if full else _JUMPS[:1]
+def _iptables_apply(nets: list[NetworkConfig], pubs: list[Published], full: bool, names: Names) -> None:
+    jumps = _jumps(names) if full else _jumps(names)[:1]
     if nets:
-        _run(["iptables-restore", "--noflush"], stdin=render_iptables(nets, pubs, full))
+        _run(["iptables-restore", "--noflush"], stdin=render_iptables(nets, pubs, full, names))
         for table, chain, spec in jumps:
             if _run(["iptables", "-t", table, "-C", chain, *spec], check=False).returncode != 0:
                 _run(["iptables", "-t", table, "-I", chain, "1", *spec])
@@ -183,18 +209,19 @@ def _iptables_apply(nets: list[NetworkConfig], pubs: list[Published], full: bool
 
 
 # the entry point ------------------------------------------------------------------------
-def apply(nets: list[NetworkConfig], pubs: list[Published], forward_changed: bool = True) -> None:
+def apply(nets: list[NetworkConfig], pubs: list[Published], forward_changed: bool = True,
+          names: Names = DEFAULT_NAMES) -> None:
     """Make the kernel's rules match NETS (active networks) and PUBS (published ports).
 
     FORWARD_CHANGED false skips the iptables work when only ports changed (the set of
     bridges, which is all PALLET-FORWARD depends on in nft mode, is the same).
     """
     if backend() == "nft":
-        _run(["nft", "-f", "-"], stdin=render_nft(nets, pubs))
+        _run(["nft", "-f", "-"], stdin=render_nft(nets, pubs, names))
         if forward_changed and shutil.which("iptables"):
             if not nets:
-                _iptables_apply([], [], full=False)  # removes our chain and jump if present
-            elif _forward_drops() or _has_chain("filter", FWD_CHAIN):
-                _iptables_apply(nets, [], full=False)
+                _iptables_apply([], [], False, names)  # removes our chain and jump if present
+            elif _forward_drops() or _has_chain("filter", names.fwd):
+                _iptables_apply(nets, [], False, names)
     else:
-        _iptables_apply(nets, pubs, full=True)
+        _iptables_apply(nets, pubs, True, names)

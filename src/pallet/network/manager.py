@@ -108,8 +108,9 @@ class Networks:
         gw = subnets.parse_gateway(gateway, net)
         if bridge is None:
             used = {n.bridge for n in nets}
-            bridge = next(f"pallet{i}" for i in range(1, 10000)
-                          if f"pallet{i}" not in used and not bridge_exists(f"pallet{i}"))
+            pfx = os.environ.get("PALLET_BRIDGE_PREFIX") or "pallet"  # user networks: pallet1, pallet2, ...
+            bridge = next(f"{pfx}{i}" for i in range(1, 10000)
+                          if f"{pfx}{i}" not in used and not bridge_exists(f"{pfx}{i}"))
         cfg = NetworkConfig(name=name, id=_new_id(), created=_now(), bridge=bridge, subnet=str(net),
                             gateway=gw, internal=internal, labels=dict(labels))
         self.store.put(cfg)
@@ -156,7 +157,7 @@ class Networks:
             nets.append(extra)
         pubs = [firewall.Published(p, ep.ip) for n in nets for ep in self.store.endpoints(n.name).values()
                 for p in ep.ports]
-        firewall.apply(nets, pubs, forward_changed)
+        firewall.apply(nets, pubs, forward_changed, firewall.names_for(str(self.store.dir.parent)))
 
     def activate(self, net: NetworkConfig) -> None:
         """Create the bridge (gateway address, up, route_localnet) and its rules. Lock held.
