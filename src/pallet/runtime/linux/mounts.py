@@ -215,6 +215,8 @@ def make_devices(rootfs: str, devices: list[dict], in_userns: bool) -> None:
             sc.mount(d["path"], path, None, sc.MS_BIND)
     for name, target in DEV_LINKS:
         p = dev + "/" + name
+        if name == "core" and not os.path.exists("/proc/kcore"):
+            continue  # as runc: only where the kernel has one
         if not os.path.lexists(p):
             os.symlink(target, p)
     if os.path.exists(dev + "/pts/ptmx"):

@@ -1,0 +1,158 @@
+"""``pallet-runtime`` with runc's command contract, and the same bundle run by runc."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runtime_util import DOCKER_CAPS, bundle_of, new_id, no_leaks  # noqa: F401
+
+pytestmark = [pytest.mark.privileged, pytest.mark.usefixtures("no_leaks")]
+
+RUNTIME = [sys.executable, "-m", "pallet.runtime.cli"]
+
+
+def _bundle(tmp_path: Path, rootfs: Path, args: list[str], **kw: object) -> Path:
+    from pallet.runtime import spec as rspec
+
+    b = bundle_of(tmp_path, rootfs)
+    # an absolute root.path: runc refuses a rootfs that is a symlink
+    (b / "config.json").write_text(json.dumps(rspec.default_spec(args, str(rootfs), **kw)))  # type: ignore[arg-type]
+    return b
+
+
+def prt(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*RUNTIME, "--root", str(tmp_path / "state"), *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def prt_detached(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """create / run -d: the container keeps the runtime's stdio (runc's pass-through), so
+    give it files, not pipes we would wait on."""
+    with open(tmp_path / "ctr.out", "w") as o, open(tmp_path / "ctr.err", "w+") as e:
+        p = subprocess.run([*RUNTIME, "--root", str(tmp_path / "state"), *args], stdout=o, stderr=e,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        e.seek(0)
+        return subprocess.CompletedProcess(p.args, p.returncode, "", e.read())
+
+
+def test_cli_create_start_state_kill_delete(tmp_path: Path, busybox_rootfs: Path) -> None:
+    b = _bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
+    cid = new_id()
+    r = prt_detached(tmp_path, "create", "--bundle", str(b), "--pid-file", str(tmp_path / "pid"), cid)
+    assert r.returncode == 0, r.stderr
+    pid = int((tmp_path / "pid").read_text())
+    st = json.loads(prt(tmp_path, "state", cid).stdout)
+    assert (st["id"], st["status"], st["pid"], st["bundle"]) == (cid, "created", pid, str(b))
+    assert prt(tmp_path, "start", cid).returncode == 0
+    assert json.loads(prt(tmp_path, "state", cid).stdout)["status"] == "running"
+    assert prt(tmp_path, "ps", cid).stdout.split() == [str(pid)]
+    r = prt(tmp_path, "delete", cid)
+    assert r.returncode == 1 and "running" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert prt(tmp_path, "kill", cid, "KILL").returncode == 0
+    for _ in range(300):
+        if json.loads(prt(tmp_path, "state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert prt(tmp_path, "delete", cid).returncode == 0
+    r = prt(tmp_path, "state", cid)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+
+
+def test_cli_run_exit_codes(tmp_path: Path, busybox_rootfs: Path) -> None:
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    r = prt(tmp_path, "run", "--bundle", str(b), new_id())
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    _bundle(tmp_path, busybox_rootfs, ["no-such-cmd"])
+    r = prt(tmp_path, "run", "-b", str(b), new_id())
+    assert r.returncode == 127 and "no-such-cmd" in r.stderr
+    _bundle(tmp_path, busybox_rootfs, ["/etc/passwd"])
+    assert prt(tmp_path, "run", "-b", str(b), new_id()).returncode == 126
+    r = prt(tmp_path, "run", "-b", str(tmp_path / "nope"), new_id())
+    assert r.returncode == 1 and "config.json" in r.stderr
+
+
+def test_cli_run_detached_exec_kill(tmp_path: Path, busybox_rootfs: Path) -> None:
+    b = _bundle(tmp_path, busybox_rootfs, ["sleep", "30"], hostname="h1")
+    cid = new_id()
+    assert prt_detached(tmp_path, "run", "-d", "-b", str(b), cid).returncode == 0
+    try:
+        r = prt(tmp_path, "exec", "--env", "X=1", "--cwd", "/tmp", cid, "sh", "-c", "hostname; echo $X; pwd; exit 4")
+        assert (r.returncode, r.stdout) == (4, "h1\n1\n/tmp\n")
+        r = prt(tmp_path, "exec", cid, "nope")
+        assert r.returncode == 127
+        assert prt(tmp_path, "pause", cid).returncode == 0
+        assert json.loads(prt(tmp_path, "state", cid).stdout)["status"] == "paused"
+        assert prt(tmp_path, "resume", cid).returncode == 0
+    finally:
+        assert prt(tmp_path, "delete", "-f", cid).returncode == 0
+
+
+def test_cli_console_socket(tmp_path: Path, busybox_rootfs: Path) -> None:
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "tty"], terminal=True)
+    sock_path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sock_path)
+    srv.listen(1)
+    cid = new_id()
+    try:
+        r = prt_detached(tmp_path, "create", "-b", str(b), "--console-socket", sock_path, cid)
+        assert r.returncode == 0, r.stderr
+        conn, _ = srv.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        master = fds[0]
+        assert prt(tmp_path, "start", cid).returncode == 0
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"\n" not in out and time.monotonic() < deadline:
+            out += os.read(master, 1024)
+        os.close(master)
+        assert out.strip() == b"/dev/pts/0"
+    finally:
+        srv.close()
+        prt(tmp_path, "delete", "-f", cid)
+
+
+def test_same_bundle_runs_under_runc(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The spec we build is a valid OCI bundle for runc, and both runtimes isolate alike."""
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    from pallet.runtime.external import External
+
+    script = "id; hostname; echo $$; grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; ls /dev | wc -l"
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", script], hostname="same")
+    ours = prt(tmp_path, "run", "-b", str(b), new_id())
+    out = tmp_path / "runc.out"
+    with open(out, "w") as f:
+        External("runc", str(tmp_path / "runc-state")).run(new_id(), str(b), stdio=(subprocess.DEVNULL, f.fileno(), f.fileno()))  # type: ignore[arg-type]
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout == out.read_text()
+    assert f"CapEff:\t{DOCKER_CAPS}" in ours.stdout and "Seccomp:\t2" in ours.stdout
+
+
+def test_external_runc_create_start_state_delete(tmp_path: Path, busybox_rootfs: Path) -> None:
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    from pallet.runtime.external import External
+
+    b = _bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
+    rt = External("runc", str(tmp_path / "runc-state"))
+    cid = new_id()
+    pid = rt.create(cid, str(b), stdio=(subprocess.DEVNULL, subprocess.DEVNULL, subprocess.DEVNULL))  # type: ignore[arg-type]
+    try:
+        assert rt.state(cid)["status"] == "created" and rt.state(cid)["pid"] == pid
+        rt.start(cid)
+        assert rt.state(cid)["status"] == "running"
+    finally:
+        rt.delete(cid, force=True)
+    from pallet.errors import NotFound
+
+    with pytest.raises(NotFound):
+        rt.state(cid)
