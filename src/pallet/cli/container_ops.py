@@ -80,6 +80,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("container")
     p.set_defaults(func=_export)
 
+    p = sub.add_parser("port", help="list port mappings of a container")
+    p.add_argument("container")
+    p.add_argument("private_port", nargs="?")
+    p.set_defaults(func=_port)
+
     p = sub.add_parser("cp", help="copy files between a container and the local filesystem")
     p.add_argument("-a", "--archive", action="store_true")
     p.add_argument("-L", "--follow-link", action="store_true")
@@ -97,6 +102,28 @@ def add_container_verbs(sub: Any) -> None:
 
 def _rm(g: Any, ns: argparse.Namespace) -> int:
     return _each(g, ns.containers, lambda s, c, r: s.remove(c, force=ns.force, volumes=ns.volumes))
+
+
+def _port(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.engine import session
+    from pallet.errors import NotFound
+
+    with session.open(g) as s:
+        c = s.get(ns.container)
+        pmap = (c.rt.get("network") or {}).get("ports_map") or {} if c.status in ("running", "paused") else {}
+    want = ns.private_port
+    if want and "/" not in want:
+        want += "/tcp"
+    shown = 0
+    for key, binds in pmap.items():
+        if want and key != want:
+            continue
+        for b in binds:
+            print(f"{b['HostIp']}:{b['HostPort']}" if want else f"{key} -> {b['HostIp']}:{b['HostPort']}")
+            shown += 1
+    if want and not shown:
+        raise NotFound(f"No public port '{want}' published for {ns.container}")
+    return 0
 
 
 def _rename(g: Any, ns: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ VERBS: dict[str, str] = {
     "stop": "container_ops", "kill": "container_ops", "restart": "container_ops", "rm": "container_ops",
     "pause": "container_ops", "unpause": "container_ops", "wait": "container_ops", "rename": "container_ops",
     "top": "container_ops", "stats": "container_ops", "export": "container_ops", "cp": "container_ops",
+    "port": "container_ops",
     "ps": "ps_cmd", "logs": "logs_cmd", "exec": "exec_cmd", "attach": "exec_cmd",
     "container": "container_group", "volume": "volume_cmd",
     # builds, commit, diff (issue 4)

@@ -16,8 +16,6 @@ from pallet.engine import containers, mounts, names, units
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import Conflict, InvalidArgument, NotFound
 
-NETWORK_MODES_BUILTIN = ("none", "host")
-
 
 @dataclass
 class CreateOptions:
@@ -62,15 +60,6 @@ class CreateOptions:
     add_host: list[str] = field(default_factory=list)
 
 
-def default_network() -> str:
-    """``bridge`` once pallet.network provides it (issue 7), ``none`` until then."""
-    try:
-        from pallet.network import api  # noqa: F401  (lazy: only its presence is checked)
-    except ImportError:
-        return "none"
-    return "bridge"
-
-
 def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid: str) -> dict[str, Any]:
     """Docker's Config and HostConfig from the options (validation included; no I/O but files named)."""
     icfg = image_cfg.get("config") or image_cfg.get("Config") or {}
@@ -98,12 +87,11 @@ def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid
         raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
     if swap and not memory:
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit")
-    network = o.network or default_network()
-    if network.startswith("container:") or network not in NETWORK_MODES_BUILTIN:
-        if default_network() == "none":
-            raise InvalidArgument(f"network {network} not found (this pallet supports --network none|host)")
-    if (o.publish or o.publish_all) and default_network() == "none":
-        raise InvalidArgument("publishing ports needs bridge networking, which this pallet lacks")
+    from pallet.engine import netwire
+
+    network = netwire.parse_mode(o.network)
+    if (o.publish or o.publish_all) and network in ("none", "host"):
+        o.publish, o.publish_all = [], False  # docker: published ports are discarded with none/host
     if o.hostname is not None and (not o.hostname or len(o.hostname) > 64):
         raise InvalidArgument(f"invalid hostname format: {o.hostname!r}")
     hostname = o.hostname or (cid[:12] if network != "host" else os.uname().nodename)
@@ -156,6 +144,14 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
         raise NotFound(f"Unable to find image '{o.image}' locally: No such image: {o.image}") from None
     cid = names.new_id()
     cfg = build_config(o, str(rec.id), rec.config, cid)
+    from pallet.engine import netwire
+
+    netwire.validate(conn, str(store.paths.root), str(store.paths.runroot), cfg["HostConfig"]["NetworkMode"])
+    if o.publish:
+        from pallet.network.ports import parse_publish
+
+        for spec in o.publish:
+            parse_publish(spec)
     vfrom: list[tuple[dict[str, Any], bool | None]] = []
     for spec in o.volumes_from:
         ref, _, mode = spec.partition(":")

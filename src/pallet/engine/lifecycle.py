@@ -61,9 +61,17 @@ def stop(store: Any, conn: sqlite3.Connection, c: Container, timeout: int | None
     if c.status not in ("running", "paused", "restarting"):
         return c
     state.mark_stopped_by_user(conn, c)
-    if c.status == "restarting":
-        wait_recorded(conn, c, 3)
-        return containers.reload(conn, c.id) or c
+    if c.status == "restarting":  # the monitor sees the mark and leaves it exited (bounded wait)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            cur = containers.reload(conn, c.id)
+            if cur is None or cur.status != "restarting":
+                break
+            time.sleep(0.02)
+        cur = containers.reload(conn, c.id)
+        if cur is None or cur.status != "running":
+            return cur or c
+        c = cur
     if timeout is None:
         timeout = c.cfg.get("StopTimeout", DEFAULT_STOP_TIMEOUT)
         if timeout is None:
@@ -132,7 +140,6 @@ def remove(store: Any, conn: sqlite3.Connection, c: Container, *, force: bool = 
         except Conflict:
             pass
     rt.cleanup(c, store)
-    _detach_network(store, c)
     Dirs(store.paths.root, store.paths.runroot, c.id).remove()
     containers.delete_row(conn, c.id)
     if volumes or c.host.get("AutoRemove"):
@@ -144,17 +151,6 @@ def remove(store: Any, conn: sqlite3.Connection, c: Container, *, force: bool = 
                     vol.remove(conn, store.paths.root, m["Name"])
                 except Exception:  # noqa: BLE001 - shared with another container: kept
                     pass
-
-
-def _detach_network(store: Any, c: Container) -> None:
-    if c.host.get("NetworkMode") in ("none", "host") or not c.rt.get("network"):
-        return
-    try:
-        from pallet.network.endpoint import Endpoints
-
-        Endpoints(store.paths.root).detach_all(c.id)
-    except Exception:  # noqa: BLE001 - best effort; network prune collects the rest
-        pass
 
 
 def should_restart(c: Container, code: int) -> bool:

@@ -232,7 +232,7 @@ class Monitor:
             return self.by_id[c.id]
         io = Stdio.make(tty=bool(c.cfg.get("Tty")), stdin="pipe" if c.cfg.get("OpenStdin") else "null")
         try:
-            info = rt.start(self.store, c, io)
+            info = rt.start(self.store, c, io, self.conn)
         except BaseException as e:
             io.close()
             if isinstance(e, PalletError):
@@ -243,7 +243,18 @@ class Monitor:
             raise
         io.close_child_ends()
         info["waiter_start"] = state.self_start_time()
-        state.set_running(self.conn, c, info["pid"], info, os.getpid(), restart=restart)
+        try:
+            state.set_running(self.conn, c, info["pid"], info, os.getpid(), restart=restart)
+        except PalletError:  # stopped or removed meanwhile: undo this start
+            os.kill(info["pid"], 9)
+            os.waitpid(info["pid"], 0)
+            c.rt = info
+            rt.cleanup(c, self.store)
+            io.close()
+            cur = containers.reload(self.conn, c.id)
+            if cur is not None and cur.status == "restarting":
+                state.set_exited(self.conn, cur, cur.exit_code)
+            raise
         w = Watched(c.id, info["pid"], io, LogWriter(Dirs(self.root, self.runroot, c.id).log))
         self.by_pid[w.pid] = w
         self.by_id[c.id] = w

@@ -47,18 +47,33 @@ def _backend(name: str) -> Any:
     raise Unavailable(f"unknown runtime {name!r}")
 
 
-def start(store: Any, c: Container, io: Stdio, *, netns: str | None = None) -> dict[str, Any]:
+def start(store: Any, c: Container, io: Stdio, conn: Any = None) -> dict[str, Any]:
+    """Network (``netwire``), spec, runtime. The port reservation is put in ``io.keep``: the
+    waiter closes it with the stdio when the container is gone. Nothing is left when it raises."""
     become_subreaper()
-    from pallet.engine import specgen
+    from pallet.engine import netwire, specgen
     from pallet.engine.state import proc_start_time
 
     dirs = _dirs(store, c)
-    spec = specgen.build(c, dirs, netns=netns)
-    name = c.host.get("Runtime", "pallet")
-    info = _backend(name).start(c, dirs, spec, io)
+    w = netwire.setup(store, conn, c, dirs)
+    try:
+        spec = specgen.build(c, dirs, netns=w.netns, ip=w.info.get("ip"))
+        netwire.after_hosts_written(store, c, w)
+        name = c.host.get("Runtime", "pallet")
+        info = _backend(name).start(c, dirs, spec, io)
+    except BaseException:
+        if w.keep is not None:
+            w.keep.close()
+        netwire.teardown(str(store.paths.root), str(store.paths.runroot), c.id, w.info)
+        raise
+    if w.keep is not None:
+        io.keep.append(w.keep)
     info["runtime"] = name
     info["root"], info["runroot"] = str(store.paths.root), str(store.paths.runroot)
     info["start_time"] = proc_start_time(info["pid"])
+    if w.info:
+        info["network"] = w.info
+        info["ports"] = w.info.get("ports", [])
     return info
 
 
@@ -114,12 +129,18 @@ def pids(store: Any, c: Container) -> list[int]:
 
 
 def cleanup(c: Container, store: Any = None) -> None:
-    """Free what the runtime holds for a stopped container (cgroups, host mounts, state). Idempotent."""
+    """Free what the runtime holds for a stopped container (cgroups, host mounts, state, its
+    network endpoint and netns). Idempotent."""
     if not c.rt:
         return
-    root = store.paths.root if store is not None else c.rt.get("root", "")
-    runroot = store.paths.runroot if store is not None else c.rt.get("runroot", "")
-    _backend(c.rt.get("runtime", "pallet")).cleanup(c, Dirs(root, runroot, c.id))
+    root = str(store.paths.root) if store is not None else c.rt.get("root", "")
+    runroot = str(store.paths.runroot) if store is not None else c.rt.get("runroot", "")
+    try:
+        _backend(c.rt.get("runtime", "pallet")).cleanup(c, Dirs(root, runroot, c.id))
+    finally:
+        from pallet.engine import netwire
+
+        netwire.teardown(root, runroot, c.id, c.rt.get("network") or {})
 
 
 __all__ = ["start", "exec_", "kill", "pause", "resume", "oom_killed", "stats", "pids", "cleanup",

@@ -86,8 +86,20 @@ def pids(c: Container, dirs: Dirs) -> list[int]:
 
 
 def cleanup(c: Container, dirs: Dirs) -> None:
-    try:
-        h = _load(c, dirs)
-    except (NotFound, FileNotFoundError):
-        return
-    h.delete(force=True)
+    """Idempotent, and safe when the waiter and a ``rm -f`` clean up at the same time."""
+    import errno
+
+    from pallet.errors import OSFailure
+
+    for _attempt in range(3):
+        try:
+            _load(c, dirs).delete(force=True)
+            return
+        except (NotFound, FileNotFoundError):
+            return
+        except OSFailure as e:
+            if e.errno not in (errno.ENOENT, errno.EBUSY):
+                raise
+            import time
+
+            time.sleep(0.01)

@@ -73,7 +73,7 @@ class Session:
         tty = bool(c.cfg.get("Tty"))
         io = Stdio.make(tty=tty, stdin="inherit" if stdin else "null")
         try:
-            info = rt.start(self.store, c, io)
+            info = rt.start(self.store, c, io, self.conn)
         except BaseException as e:
             io.close()
             if isinstance(e, PalletError):

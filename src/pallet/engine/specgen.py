@@ -107,7 +107,8 @@ def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str
     return out
 
 
-def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None = None) -> dict[str, Any]:
+def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None = None,
+          ip: str | None = None) -> dict[str, Any]:
     from pallet.runtime import spec as rspec
 
     cfg, host, sec = c.cfg, c.host, c.config.get("Security", {})
@@ -119,7 +120,7 @@ def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None
             tmpfs[m["Destination"]] = m.get("Options", "")
         else:
             binds.append((m["Source"], m["Destination"], not m["RW"]))
-    for dst, src in write_etc_files(c, dirs).items():
+    for dst, src in write_etc_files(c, dirs, ip).items():
         if not any(b[1] == dst for b in binds):
             binds.append((src, dst, False))
     if host.get("Init"):

@@ -30,11 +30,11 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 }
 
 
-def _update(conn: sqlite3.Connection, c: Container, to: str, sets: dict[str, object]) -> None:
+def _update(conn: sqlite3.Connection, c: Container, to: str, sets: dict[str, object], extra: str = "") -> None:
     allowed = ALLOWED[to]
     status = "running" if to == "unpaused" else to
     cols = ", ".join(f"{k}=?" for k in ("status", *sets))
-    q = f"UPDATE containers SET {cols} WHERE id=? AND status IN ({','.join('?' * len(allowed))})"
+    q = f"UPDATE containers SET {cols} WHERE id=? AND status IN ({','.join('?' * len(allowed))}){extra}"
     with conn:
         cur = conn.execute(q, (status, *sets.values(), c.id, *allowed))
     if cur.rowcount != 1:
@@ -51,8 +51,10 @@ def set_running(conn: sqlite3.Connection, c: Container, pid: int, rt: dict[str, 
     sets: dict[str, object] = {"pid": pid, "rt": json.dumps(rt), "waiter": waiter, "started_at": now(),
                                "exit_code": 0, "oom_killed": 0, "error": "", "stopped_by_user": 0,
                                "finished_at": "0001-01-01T00:00:00Z"}
-    if restart:
+    if restart:  # an automatic restart loses against a stop/kill/rm that marked the container
         sets["restart_count"] = c.restart_count + 1
+        _update(conn, c, "running", sets, " AND stopped_by_user=0")
+        return
     _update(conn, c, "running", sets)
 
 

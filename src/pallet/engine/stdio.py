@@ -21,6 +21,7 @@ class Stdio:
     out_r: int = -1                        # stdout read end (no tty)
     err_r: int = -1                        # stderr read end (no tty)
     in_w: int = -1                         # stdin write end (detached -i)
+    keep: list[object] = field(default_factory=list)  # closed with the stdio (e.g. port reservations)
     _close_after_start: list[int] = field(default_factory=list)
 
     @classmethod
@@ -56,6 +57,12 @@ class Stdio:
 
     def close(self) -> None:
         self.close_child_ends()
+        for obj in self.keep:
+            try:
+                obj.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - closing what we own, best effort
+                pass
+        self.keep = []
         for name in ("master", "out_r", "err_r", "in_w"):
             fd = getattr(self, name)
             if fd >= 0:
