@@ -172,3 +172,21 @@ def test_save_refuses_terminal_and_cleans_temp(pallet, busybox_tar: Path, tmp_pa
         os.close(s)
         os.close(m)
     assert p.returncode != 0 and b"terminal" in p.stderr
+
+
+def test_system_check_finds_and_repairs(pallet, busybox_tar: Path) -> None:
+    _import(pallet, busybox_tar, "bb:1")
+    blobs = pallet.root / "blobs" / "sha256"
+    big = max(blobs.iterdir(), key=lambda p: p.stat().st_size)
+    with open(big, "r+b") as f:
+        f.seek(100)
+        f.write(b"X")
+    r = pallet("system", "check", check=False)
+    assert r.rc == 1 and "does not match its digest" in r.out
+    assert r.err.count("\n") == 1 and "--repair" in r.err
+    r = pallet("system", "check", "--repair")
+    assert "repaired:" in r.out
+    assert "store ok" in pallet("system", "check").out
+    # the image that lost its content is gone; importing again works
+    assert pallet("images", "-q").out.strip() == ""
+    _import(pallet, busybox_tar, "bb:1")
