@@ -195,3 +195,39 @@ def test_failed_pull_leaves_nothing(pl, busybox_tar: Path, mode: str) -> None:
         pl("pull", f"{liar.host}/lie/img:1")
     finally:
         liar.close()
+
+
+def test_ensure_image_policies(reg, busybox_tar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The --pull hook for run/create/build."""
+    from pallet.engine.distribution import ensure_image
+    from pallet.errors import InvalidArgument, NotFound
+    from pallet.store import Store
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "cfg"))
+    name = f"{reg.host}/ens/bb:1"
+    push_busybox_with_skopeo(busybox_tar, tmp_path, f"docker://{name}")
+    with Store.open(tmp_path / "root", tmp_path / "run") as st:
+        with pytest.raises(NotFound, match="never"):
+            ensure_image(st, name, "never")
+        rec = ensure_image(st, name, "missing")
+        assert ensure_image(st, name, "never").id == rec.id
+        assert ensure_image(st, name, "always").id == rec.id
+        with pytest.raises(InvalidArgument):
+            ensure_image(st, name, "sometimes")
+
+
+def test_cli_login_token_registry(pl, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from client_registry import TokenIssuer
+
+    tmp = tmp_path_factory.mktemp("cli-token")
+    issuer = TokenIssuer(tmp)
+    r = start_registry(tmp, issuer.yaml())
+    try:
+        e = pl.fail("login", "-u", USER, "--password-stdin", r.host, input="nope\n")
+        assert "unauthorized" in e.err and r.host in e.err
+        assert "Login Succeeded" in pl("login", "-u", USER, "--password-stdin", r.host, input=PASSWORD).out
+        e = pl.fail("login", "-u", USER, r.host)  # no terminal to prompt on
+        assert "terminal" in e.err
+    finally:
+        r.stop()
+        issuer.close()

@@ -22,7 +22,7 @@ from pallet.distribution.client import credentials
 from pallet.distribution.client.credentials import Credentials
 from pallet.distribution.client.progress import NullProgress, Progress
 from pallet.distribution.client.registry import Registry
-from pallet.distribution.client.remote import Resolved, resolve
+from pallet.distribution.client.remote import RemoteLayer, Resolved, resolve
 from pallet.errors import InvalidArgument, NotFound
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Platform
@@ -70,7 +70,7 @@ class Pulled:
 
 def _store(store: Store, ref: Reference, res: Resolved, progress: Progress, parallel: int) -> ImageRecord:
     img = res.image
-    layers = img.layers()
+    layers = img.remote_layers()
     todo = []
     seen: set[Digest] = set()
     for layer in layers:
@@ -86,7 +86,7 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress, para
     created: list[tuple[str, Digest]] = []
     lock = threading.Lock()
 
-    def fetch(layer) -> None:  # type: ignore[no-untyped-def]
+    def fetch(layer: RemoteLayer) -> None:
         pid = layer.digest().short
         had_blob = store.has_blob(layer.digest())
         progress.start(pid, layer.size(), "Downloading")

@@ -190,7 +190,7 @@ class Repository:
         what = f"upload of {digest} to {self.name}"
         if chunk_size <= 0:
             def body() -> IO[bytes]:
-                return _Counting(opener(), progress)
+                return _Counting(opener(), progress)  # type: ignore[return-value]
 
             resp = self.t.request("PUT", _add_query(loc, digest=str(digest)), body=body,
                                   headers={"Content-Type": "application/octet-stream",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pallet.errors import DataCorruption, InvalidArgument
+from pallet.image.base import Layer
 from pallet.oci import mediatypes as mt
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Descriptor, Index, Manifest, Platform, parse
@@ -110,8 +111,12 @@ class RemoteImage:
         rootfs = self.config_file().get("rootfs") or {}
         return [Digest.parse(str(d)) for d in rootfs.get("diff_ids") or []]
 
-    def layers(self) -> list[RemoteLayer]:  # type: ignore[override]
+    def remote_layers(self) -> list[RemoteLayer]:
+        """The layers with their puller hooks (``progress``, ``verify``)."""
         return [RemoteLayer(self, d, i) for i, d in enumerate(self._manifest.layers)]
+
+    def layers(self) -> list[Layer]:
+        return list(self.remote_layers())
 
 
 @dataclass(frozen=True)
