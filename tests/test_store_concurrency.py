@@ -84,7 +84,7 @@ def test_sigkill_mid_add_layer(tmp_path: Path) -> None:
     p = _child(tmp_path, tar, True, 0)
     tmpdir = tmp_path / "root" / "tmp"
     deadline = time.time() + 30
-    while time.time() < deadline and not any(n.startswith("layer-") for n in os.listdir(tmpdir)):
+    while time.time() < deadline and not any(n.startswith("st-layer-") for n in os.listdir(tmpdir)):
         time.sleep(0.02)
     time.sleep(0.3)  # well inside the extraction
     assert p.poll() is None, p.communicate()
@@ -110,6 +110,8 @@ def test_check_finds_and_repairs(tmp_path: Path) -> None:
         st.blob_path(a.layer_blobs[0].digest).write_bytes(b"rotten")
         (st.paths.layer(b.diff_ids[0]) / "layer.json").unlink()
         (st.paths.tmp / "stale").write_bytes(b"x")
+        os.utime(st.paths.tmp / "stale", (time.time() - 3600, time.time() - 3600))
+        (st.paths.tmp / "young-foreign").write_bytes(b"in use by a build, say")
         st.put_blob(b"unused")
         rep = st.check()
         assert not rep.ok and len(rep.problems) >= 2 and rep.garbage
@@ -117,8 +119,22 @@ def test_check_finds_and_repairs(tmp_path: Path) -> None:
         rep = st.check(repair=True)
         assert rep.ok and rep.repaired
         assert st.list_images() == [] and st.blobs.all() == [] and os.listdir(st.paths.layers) == []
+        assert os.listdir(st.paths.tmp) == ["young-foreign"]
         rep = st.check()
-        assert rep.ok and not rep.problems and not rep.garbage
+        assert rep.ok and not rep.problems and rep.garbage == ["temp file young-foreign"]
+
+
+def test_temp_dir_survives_other_processes_cleaning(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "root", tmp_path / "run") as st, st.temp_dir() as d:
+        (d / "spool").write_bytes(b"x")
+        old = time.time() - 3600
+        os.utime(d, (old, old))
+        code = ("import sys; from pallet.store import Store; st = Store.open(sys.argv[1], sys.argv[2]); "
+                "print(st.check(repair=True))")
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "root"), str(tmp_path / "run")],
+                       check=True, timeout=60, capture_output=True)
+        assert (d / "spool").read_bytes() == b"x"
+    assert not d.exists()
 
 
 @pytest.mark.parametrize("n", [3])

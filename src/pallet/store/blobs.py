@@ -32,7 +32,7 @@ class BlobWriter:
 
     def __init__(self, paths: Paths, algorithm: str = "sha256") -> None:
         self.paths = paths
-        self.fd, self.tmp = tempfile.mkstemp(prefix="blob-", dir=paths.tmp)
+        self.fd, self.tmp = tempfile.mkstemp(prefix="st-blob-", dir=paths.tmp)
         self.hasher = hashlib.new(algorithm)
         self.algorithm = algorithm
         self.size = 0

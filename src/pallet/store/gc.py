@@ -6,9 +6,11 @@ store.py take it), so no in-flight writer can depend on what is removed.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,24 +42,58 @@ class Usage:
     layers: dict[str, tuple[int, int]]  # diff_id -> (size, refcount)
 
 
+STORE_PREFIX = "st-"          # temp entries the store itself makes (only under the shared store lock)
+FOREIGN_MIN_AGE = 600         # seconds: other users' temp entries younger than this are left alone
+
+
 def clean_tmp(st: Store, blocking: bool) -> list[str]:
-    """Remove everything in ROOT/tmp when no writer holds the store lock."""
+    """Remove the store's own leftovers in ROOT/tmp (``st-*``) when no writer holds the store
+    lock. Other entries belong to other users of ROOT/tmp (build, import spools) and are left
+    to ``check(repair=True)``."""
     if not st.lock.acquire(True, blocking=blocking):
         return []
     try:
-        return _clean_tmp_locked(st)
+        return _clean_tmp_locked(st, foreign=False)
     finally:
         st.lock.release()
 
 
-def _clean_tmp_locked(st: Store) -> list[str]:
+def _locked_by_someone(p: str) -> bool:
+    """True when another process holds an flock on the entry (Store.temp_dir does)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _clean_tmp_locked(st: Store, foreign: bool) -> list[str]:
+    """Caller holds the store lock exclusively: no store writer owns an ``st-*`` entry. Foreign
+    entries (with ``foreign``) go only when older than FOREIGN_MIN_AGE and not flock'ed."""
     removed = []
+    now = time.time()
     for name in os.listdir(st.paths.tmp):
-        p = st.paths.tmp / name
-        if p.is_dir() and not p.is_symlink():
+        p = os.path.join(st.paths.tmp, name)
+        if not name.startswith(STORE_PREFIX):
+            try:
+                young = now - os.lstat(p).st_mtime < FOREIGN_MIN_AGE
+            except FileNotFoundError:
+                continue
+            if not foreign or young or _locked_by_someone(p):
+                continue
+        if os.path.isdir(p) and not os.path.islink(p):
             shutil.rmtree(p, ignore_errors=True)
         else:
-            p.unlink(missing_ok=True)
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
         removed.append(name)
     return removed
 
@@ -120,8 +156,9 @@ def check(st: Store, repair: bool) -> CheckReport:
     references, refcounts). With ``repair``: remove what cannot be trusted (corrupt blobs and
     layers, images that depend on missing content) and reclaim garbage."""
     rep = CheckReport()
-    for name in _clean_tmp_locked(st) if repair else os.listdir(st.paths.tmp):
-        (rep.repaired if repair else rep.garbage).append(f"temp file {name}")
+    if repair:
+        rep.repaired += [f"removed temp file {n}" for n in _clean_tmp_locked(st, foreign=True)]
+    rep.garbage += [f"temp file {n}" for n in os.listdir(st.paths.tmp)]
     bad_blobs: set[str] = set()
     for d in st.blobs.all():
         p = str(st.paths.blob(d))

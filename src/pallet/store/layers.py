@@ -146,7 +146,7 @@ class LayerStore:
                 self.blobs.put(src, digest, layer.size())
 
     def _extract(self, layer: Layer, diff_id: Digest, digest: Digest) -> LayerInfo:
-        tmp = tempfile.mkdtemp(prefix="layer-", dir=self.paths.tmp)
+        tmp = tempfile.mkdtemp(prefix="st-layer-", dir=self.paths.tmp)
         writer = None if self.blobs.has(digest) else BlobWriter(self.paths, digest.algorithm)
         try:
             os.mkdir(os.path.join(tmp, "diff"), 0o755)
@@ -226,7 +226,7 @@ class LayerStore:
         src = self.paths.layer(diff_id)
         if not src.exists():
             return
-        trash = tempfile.mkdtemp(prefix="gone-", dir=self.paths.tmp)
+        trash = tempfile.mkdtemp(prefix="st-gone-", dir=self.paths.tmp)
         os.rename(src, os.path.join(trash, "l"))
         shutil.rmtree(trash, ignore_errors=True)
         try:

@@ -7,10 +7,14 @@ after the content they name is in place; a failed write_image removes what it al
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import sqlite3
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,6 +276,22 @@ class Store:
     def lowerdirs(self, rec: ImageRecord) -> list[Path]:
         """Layer trees, TOP layer first (the order overlayfs lowerdir= wants)."""
         return [self.layer_dir(d) for d in reversed(rec.diff_ids)]
+
+    @contextmanager
+    def temp_dir(self, prefix: str = "tmp-") -> Iterator[Path]:
+        """A private temp dir under ROOT/tmp (same filesystem as the store, so a finished file
+        can be renamed into place), removed on exit. It holds an flock for its lifetime, so
+        no other process's Store.open/check removes it while in use. Use this (not bare
+        ``paths.tmp``) for spools and scratch trees."""
+        with self.lock.shared():  # no cleaner runs between mkdtemp and the flock
+            d = tempfile.mkdtemp(prefix=prefix, dir=self.paths.tmp)
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield Path(d)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+            os.close(fd)
 
     # -- maintenance ------------------------------------------------------------------------
     def check(self, repair: bool = False) -> gc.CheckReport:
