@@ -21,3 +21,8 @@ if ! .venv/bin/python -c 'import pallet, pytest, aiohttp, isal, zstandard' 2>/de
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   touch .venv/.installed
 fi
+# pip's console-script wrapper imports `re` (10-20 ms here) only to strip Windows suffixes from
+# argv[0]; the runtime's start path (bench/runtime.sh vs runc) gets a plain one.
+printf '#!%s\nimport sys\nfrom pallet.runtime.cli import entry\nsys.exit(entry())\n' \
+  "$PWD/.venv/bin/python" > .venv/bin/pallet-runtime
+chmod +x .venv/bin/pallet-runtime

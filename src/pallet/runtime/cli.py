@@ -143,6 +143,7 @@ def _forward_signals(pid: int) -> None:
 
 def _run(g: dict, argv: list[str], start: bool) -> int:
     from pallet.runtime import container as rt
+    from pallet.runtime import process
 
     o, pos = parse(argv)
     cid = _one_id(pos, "run" if start else "create")
@@ -161,7 +162,9 @@ def _run(g: dict, argv: list[str], start: bool) -> int:
     if c.console_fd is not None and not o.get("console_socket"):
         _proxy_tty(c.console_fd)
     code, _oom = c.wait()
+    process._t("exited")
     c.delete(force=True)
+    process._t("deleted")
     return code
 
 

@@ -367,6 +367,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
             process.raise_error(payload)
         if tag != process.SYNC_READY:
             raise PalletError(f"container {cid}: init exited during setup")
+        process._t("ready")
         ps = state.proc_stat(pid)
         priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": cg.name, "path": cgpath},
                 "created": time.time(), "rootfs": rootfs}
@@ -380,8 +381,10 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         c = Container(root, st)
         c.console_fd = fd
         c._sock = psock
+        process._t("state written")
         if start:
             c._wait_exec()
+            process._t("exec'd")
         return c
     except BaseException:
         if psock is not None:

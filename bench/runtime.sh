@@ -1,0 +1,46 @@
+#!/bin/sh
+# pallet's built-in OCI runtime vs runc on the same prepared busybox bundle (Docker's defaults:
+# capabilities, mounts, masked paths, seccomp profile, cgroups), `true` as the command.
+#   bench/runtime.sh [RUNS]
+# Prints hyperfine's table and the ratios pallet/runc (lower is better; goal: well under 1.0).
+# Needs root, runc, hyperfine, busybox-static. Absolute times on this shared VM are noisy:
+# read the ratios (each line of the pair runs in the same hyperfine session).
+set -eu
+RUNS=${1:-40}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-$HERE/.venv/bin/python}
+PRT=${PRT:-$HERE/.venv/bin/pallet-runtime}
+WORK=$(mktemp -d /tmp/pallet-bench-runtime.XXXXXX)
+trap 'runc --root "$WORK/runc" delete -f bench-runc >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT INT TERM
+
+# the bundle: a busybox rootfs and a Docker-default config.json built by pallet.runtime.spec
+mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/etc" "$WORK/bundle/rootfs/proc" \
+         "$WORK/bundle/rootfs/sys" "$WORK/bundle/rootfs/dev" "$WORK/bundle/rootfs/tmp"
+cp "$(command -v busybox || echo /bin/busybox)" "$WORK/bundle/rootfs/bin/busybox"
+for a in sh true id; do ln -s busybox "$WORK/bundle/rootfs/bin/$a"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/bundle/rootfs/etc/passwd"
+"$PY" - "$WORK/bundle" <<'EOF'
+import json, sys
+from pallet.runtime import spec
+b = sys.argv[1]
+json.dump(spec.default_spec(["true"], b + "/rootfs", hostname="bench"), open(b + "/config.json", "w"))
+EOF
+# byte-compile (PYTHONDONTWRITEBYTECODE may be set here) and warm the seccomp BPF cache
+"$PY" -m compileall -q "$HERE/src/pallet" >/dev/null
+"$PRT" --root "$WORK/prt" run --bundle "$WORK/bundle" warm
+runc --root "$WORK/runc" run --bundle "$WORK/bundle" warm
+
+hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$WORK/h.json" \
+  -n runc "runc --root $WORK/runc run --bundle $WORK/bundle bench-runc" \
+  -n pallet-runtime "$PRT --root $WORK/prt run --bundle $WORK/bundle bench-prt" \
+  -n "python -c entry()" "$PY -c 'from pallet.runtime.cli import entry; entry()' --root $WORK/prt run --bundle $WORK/bundle bench-prt2" \
+  -n "python -c pass" "$PY -c pass"
+
+"$PY" - "$WORK/h.json" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+base = r["runc"]
+def ms(x): return f"{x['mean']*1000:.1f} ms (median {x['median']*1000:.1f}, user {x['user']*1000:.1f}, sys {x['system']*1000:.1f})"
+for name, x in r.items():
+    print(f"{name:20s} {ms(x)}  ratio vs runc: mean {x['mean']/base['mean']:.2f}x, median {x['median']/base['median']:.2f}x")
+EOF
