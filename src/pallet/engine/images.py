@@ -29,7 +29,10 @@ def image_in_use(store: Store, image_id: Digest) -> str | None:
     """The ID of a container using the image (truthy), or None. Until the containers table
     exists nothing is in use; the engine's container code makes this body query it
     (``rmi``, ``image prune`` and ``system df`` all go through here)."""
-    return None
+    from pallet.engine import containers, db
+
+    ids = containers.image_in_use(db.connection(store), str(image_id))
+    return ids[0] if ids else None
 
 
 def parse_ref(text: str) -> Reference:
