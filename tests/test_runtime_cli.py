@@ -156,3 +156,39 @@ def test_external_runc_create_start_state_delete(tmp_path: Path, busybox_rootfs:
 
     with pytest.raises(NotFound):
         rt.state(cid)
+
+
+def test_cli_parallel_runs_leave_nothing(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """12 containers, 4 at a time, through the CLI: all succeed, cgroups and state are gone."""
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "echo ok"])
+    ids = [new_id("par") for _ in range(12)]
+    for i in range(0, len(ids), 4):
+        procs = [subprocess.Popen([*RUNTIME, "--root", str(tmp_path / "state"), "run", "-b", str(b), cid],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                 for cid in ids[i:i + 4]]
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert (p.returncode, out) == (0, b"ok\n"), err
+
+
+def test_cli_run_terminal_in_foreground(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """terminal: true without a console socket: the runtime copies between its stdio and the pty."""
+    import pty
+
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "tty; exit 5"], terminal=True)
+    pid, master = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [*RUNTIME, "--root", str(tmp_path / "state"), "run", "-b", str(b), new_id()])
+    out = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    assert os.waitstatus_to_exitcode(status) == 5 and b"/dev/pts/0" in out

@@ -96,8 +96,10 @@ class CgroupV1:
         cur = base
         for part in self.rel.strip("/").split("/"):
             parent, cur = cur, cur + "/" + part
-            if not os.path.isdir(cur):
+            try:
                 os.mkdir(cur)
+            except FileExistsError:  # a shared parent, maybe made by a concurrent create
+                pass
             for f in ("cpuset.cpus", "cpuset.mems"):
                 if not _read(f"{cur}/{f}").strip():
                     _write(f"{cur}/{f}", _read(f"{parent}/{f}").strip())
