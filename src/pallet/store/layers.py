@@ -1,7 +1,8 @@
 """The extracted-layer store: ROOT/layers/<diffid-hex>/{diff/,layer.json}.
 
 ``add`` takes a Layer and, in ONE pass over its blob, hashes the compressed bytes, writes them to
-a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes),
+a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes) in a read-ahead
+thread (pump.py),
 hashes the tar and extracts it into ROOT/tmp/layer-*/diff. Only when the blob digest, the blob
 size and the diff-id all match is the tree synced and renamed to ROOT/layers/<hex> (and the blob
 renamed to its address). Any failure removes the temp dir and temp blob: nothing is left behind.
@@ -28,6 +29,7 @@ from pallet.oci.mediatypes import sniff_compression
 from pallet.store.blobs import BlobStore, BlobWriter, fsync_dir
 from pallet.store.locks import locked
 from pallet.store.paths import Paths
+from pallet.store.pump import Pump
 
 CHUNK = 1 << 20
 MARKER = "layer.json"
@@ -87,9 +89,9 @@ class _Tee:
 
 def _decoder(tee: _Tee, kind: str) -> Any:
     if kind == "gzip":
-        from isal import igzip_threaded
+        from isal import igzip
 
-        return igzip_threaded.open(tee, "rb", threads=1)
+        return igzip.IGzipFile(fileobj=tee, mode="rb")
     if kind == "zstd":
         import zstandard
 
@@ -185,32 +187,36 @@ class LayerStore:
         uhash = hashlib.new(diff_id.algorithm) if kind else None
         usize = 0
 
-        def read(n: int) -> bytes:
+        def produce() -> bytes:  # runs in the pump thread
             nonlocal usize
             try:
-                b = dec.read(n)
+                b = dec.read(CHUNK)
             except PalletError:
                 raise
             except Exception as e:  # isal/zlib/zstd errors have no common base class
-                raise DataCorruption(f"layer {digest}: corrupt {kind} stream: {e}") from None
-            if uhash is not None:
-                uhash.update(b)
-            usize += len(b)
-            return b
+                raise DataCorruption(f"layer {digest}: corrupt {kind or 'tar'} stream: {e}") from None
+            if b:
+                if uhash is not None:
+                    uhash.update(b)
+                usize += len(b)
+                return b
+            while tee.read(CHUNK):  # anything after the compressed stream counts for the digest
+                pass
+            return b""
 
+        pump = Pump(produce)
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         applier = Applier(root_fd)
         try:
-            reader = TarReader(read)
+            reader = TarReader(pump.read)
             applier.apply(reader)
             reader.drain()
         finally:
+            pump.close()  # joins: nothing writes to the blob after this
             applier.close()
             os.close(root_fd)
             if dec is not tee:
                 dec.close()
-        while tee.read(CHUNK):  # anything after the compressed stream still counts for the digest
-            pass
         got = Digest(digest.algorithm, tee.hasher.hexdigest())
         if got != digest:
             raise DataCorruption(f"layer blob digest mismatch: expected {digest}, got {got}")
