@@ -39,8 +39,9 @@ class BuildCache:
 
     def _init(self) -> None:
         if not self._ready:
-            with self.store.db.write() as c:
-                c.execute(_SCHEMA)
+            if not self.store.db.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='build_cache'"):
+                with self.store.db.write() as c:
+                    c.execute(_SCHEMA)
             self._ready = True
 
     def get(self, key: str) -> dict[str, Any] | None:

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pallet.image.config import now
+from pallet.build.dispatch import history_entry, now
 from pallet.image.diff import write_layer
-from pallet.image.layer import BlobLayer
 from pallet.image.static import StaticImage
 from pallet.oci import mediatypes as mt
 from pallet.oci.digest import Digest
@@ -34,37 +33,90 @@ class NewLayer:
     layer: Any    # pallet.image.base.Layer
 
 
-def layer_from_upper(store: Store, upperdir: str) -> NewLayer:
-    """Archive ``upperdir`` and add the layer to the store (idempotent when already there)."""
-    fd, tmp = tempfile.mkstemp(prefix="commit-", suffix=".tar", dir=store.paths.tmp)
+def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False) -> NewLayer:
+    """Archive ``upperdir`` into a layer blob (written straight into a store blob writer, hashed
+    once) and make the layer present in the store.
+
+    With ``adopt`` (the build: the upper dir is ours and is discarded afterwards) the upper
+    dir itself becomes the layer tree: it already is in the store's format (overlay whiteouts,
+    opaque xattrs), so it is renamed into ROOT/layers/<diff-id>/diff under the same lock,
+    marker and sync rules as store/layers.py, instead of extracting the tar again. Without
+    ``adopt`` (``pallet commit``: the container keeps its upper dir) the blob is extracted by
+    ``store.add_layer``."""
+    from pallet.store.blobs import BlobWriter
+
+    w = BlobWriter(store.paths)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            res = write_layer(upperdir, out)
+        out = _FdWriter(w)
+        res = write_layer(upperdir, out, strip_overlay_xattrs=adopt)
+        out.flush()
         diff_id = Digest.parse(res.diff_id)
-        layer = BlobLayer(lambda: open(tmp, "rb"), media_type=mt.DOCKER_LAYER, size=res.size,
-                          digest=diff_id, diff_id=diff_id, what=f"layer {diff_id.short}")
-        store.add_layer(layer)
-        from pallet.store.view import StoredLayer
+        with store.lock.shared():
+            if store.has_blob(diff_id):
+                w.abort()
+            else:
+                w.commit(actual=diff_id)
+            if adopt:
+                _adopt(store, upperdir, diff_id, res.size)
+    except BaseException:
+        w.abort()
+        raise
+    from pallet.store.view import StoredLayer
 
-        stored = StoredLayer(store, diff_id, diff_id, res.size, mt.DOCKER_LAYER)
-        return NewLayer(diff_id, res.size, stored)
-    finally:
+    stored = StoredLayer(store, diff_id, diff_id, res.size, mt.DOCKER_LAYER)
+    if not adopt:
+        store.add_layer(stored)
+    return NewLayer(diff_id, res.size, stored)
+
+
+class _FdWriter:
+    """Buffers small tar writes into 1 MiB chunks for a BlobWriter (which hashes nothing
+    here: write_layer hashes)."""
+
+    def __init__(self, w: Any) -> None:
+        self.w = w
+        self.buf = bytearray()
+
+    def write(self, b: bytes) -> int:
+        if len(b) >= 1 << 20 and not self.buf:
+            self.w.write_unhashed(b)
+            return len(b)
+        self.buf += b
+        if len(self.buf) >= 1 << 20:
+            self.flush()
+        return len(b)
+
+    def flush(self) -> None:
+        if self.buf:
+            self.w.write_unhashed(bytes(self.buf))
+            self.buf.clear()
+
+
+def _adopt(store: Store, upperdir: str, diff_id: Digest, size: int) -> None:
+    from pallet.store.blobs import fsync_dir
+    from pallet.store.layers import MARKER, _syncfs
+    from pallet.store.locks import locked
+
+    if store.has_layer(diff_id):
+        return
+    with locked(store.paths.layer_lock(diff_id)):
+        if store.has_layer(diff_id):
+            return
+        tmp = tempfile.mkdtemp(prefix="layer-", dir=store.paths.tmp)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+            os.chmod(upperdir, 0o755)
+            os.rename(upperdir, os.path.join(tmp, "diff"))
+            with open(os.path.join(tmp, MARKER), "w") as f:
+                json.dump({"diff_id": str(diff_id), "size": size, "blob": str(diff_id),
+                           "media_type": mt.DOCKER_LAYER}, f)
+            _syncfs(tmp)
+            os.rename(tmp, store.paths.layer(diff_id))
+            fsync_dir(store.paths.layers)
+        except BaseException:
+            import shutil
 
-
-def history_entry(created_by: str, *, empty: bool, comment: str = "", author: str = "",
-                  created: str | None = None) -> dict[str, Any]:
-    h: dict[str, Any] = {"created": created or now(), "created_by": created_by}
-    if author:
-        h["author"] = author
-    if comment:
-        h["comment"] = comment
-    if empty:
-        h["empty_layer"] = True
-    return h
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def image_config(base_cfg: dict[str, Any] | None, container_config: dict[str, Any],

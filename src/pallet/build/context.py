@@ -14,10 +14,7 @@ import io
 import os
 import posixpath
 import re
-import shutil
 import stat
-import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -82,6 +79,10 @@ class BuildContext:
 
     @classmethod
     def from_tar(cls, stream: BinaryIO, tmp_root: str) -> BuildContext:
+        import shutil
+        import tarfile
+        import tempfile
+
         tmp = tempfile.mkdtemp(prefix="buildctx-", dir=tmp_root)
         try:
             with tarfile.open(fileobj=stream, mode="r|*") as tf:
@@ -93,12 +94,16 @@ class BuildContext:
 
     @classmethod
     def empty(cls, tmp_root: str) -> BuildContext:
+        import tempfile
+
         tmp = tempfile.mkdtemp(prefix="buildctx-", dir=tmp_root)
         os.mkdir(os.path.join(tmp, "ctx"))
         return cls(os.path.join(tmp, "ctx"), tmp)
 
     def close(self) -> None:
         if self._owned:
+            import shutil
+
             shutil.rmtree(self._owned, ignore_errors=True)
             self._owned = None
 

@@ -34,6 +34,26 @@ def shell_of(cfg: dict[str, Any]) -> list[str]:
     return list(cfg.get("Shell") or DEFAULT_SHELL)
 
 
+def now() -> str:
+    """RFC 3339 UTC with nanosecond digits, as docker writes ``created``."""
+    import datetime as _dt
+
+    t = _dt.datetime.now(_dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}000Z"
+
+
+def history_entry(created_by: str, *, empty: bool, comment: str = "", author: str = "",
+                  created: str | None = None) -> dict[str, Any]:
+    h: dict[str, Any] = {"created": created or now(), "created_by": created_by}
+    if author:
+        h["author"] = author
+    if comment:
+        h["comment"] = comment
+    if empty:
+        h["empty_layer"] = True
+    return h
+
+
 def go_quote(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 

@@ -14,26 +14,25 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pallet.build import dispatch, stages
 from pallet.build import instructions as ins
 from pallet.build.cache import BuildCache, step_key
-from pallet.build.commit import history_entry, layer_from_upper
-from pallet.build.context import BuildContext
 from pallet.build.parser import DockerfileError
 from pallet.build.shell_lex import ShellLex
 from pallet.build.steps import StepRunner
 from pallet.errors import InvalidArgument, PalletError
-from pallet.image.config import now
 from pallet.image.static import StaticImage
 from pallet.oci import mediatypes as mt
 from pallet.oci.digest import Digest
 from pallet.oci.reference import Reference
 from pallet.store import ImageRecord, Store
+
+if TYPE_CHECKING:
+    from pallet.build.context import BuildContext
 
 BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                 "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
@@ -153,11 +152,26 @@ class Builder:
 
         layers = [StoredLayer(self.store, Digest.parse(d["digest"]), Digest.parse(diff), d["size"], d["mediaType"])
                   for d, diff in zip(state.layers, state.diff_ids, strict=True)]
-        rec = self.store.write_image(StaticImage(state.raw(), layers), self.opts.tags)
+        rec = self._existing(state)
+        if rec is None:
+            rec = self.store.write_image(StaticImage(state.raw(), layers), self.opts.tags)
+        else:  # a fully cached rebuild: the image is there; only move tags that point elsewhere
+            have = {str(t) for t in rec.repo_tags}
+            for t in self.opts.tags:
+                if str(t.with_tag(t.tag or "latest")) not in have:
+                    self.store.tag(rec.id, t)
         self.say(f"Successfully built {rec.id.encoded[:12]}")
         for t in self.opts.tags:
             self.say(f"Successfully tagged {t.familiar}")
         return rec
+
+    def _existing(self, state: State) -> ImageRecord | None:
+        from pallet.errors import NotFound
+
+        try:
+            return self.store.get_image(Digest.of(state.raw()))
+        except NotFound:
+            return None
 
     # -- FROM -------------------------------------------------------------------------------
     def from_(self, sc: StageCtx) -> State:
@@ -267,10 +281,10 @@ class Builder:
         config = copy.deepcopy(state.config)
         if cfg is not None:
             config["config"] = cfg
-        ts = now()
+        ts = dispatch.now()
         config["created"] = ts
         config.setdefault("history", []).append(
-            history_entry(created_by, empty=layer is None, created=ts))
+            dispatch.history_entry(created_by, empty=layer is None, created=ts))
         layers = list(state.layers)
         if layer is not None and diff_id is not None:
             config.setdefault("rootfs", {"type": "layers", "diff_ids": []})["diff_ids"].append(diff_id)
@@ -282,11 +296,15 @@ class Builder:
         """The upper dir as a layer (None when nothing changed)."""
         if not any(True for _ in os.scandir(upper)):
             return None, None
-        new = layer_from_upper(self.store, upper)
+        from pallet.build.commit import layer_from_upper
+
+        new = layer_from_upper(self.store, upper, adopt=True)
         return {"mediaType": mt.DOCKER_LAYER, "digest": str(new.diff_id), "size": new.size}, str(new.diff_id)
 
     def lowerdirs(self, state: State) -> list[str]:
         return [str(self.store.layer_dir(Digest.parse(d))) for d in reversed(state.diff_ids)]
 
     def cleanup(self, path: str) -> None:
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)

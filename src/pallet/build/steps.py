@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 from pallet.build import dispatch, stages
 from pallet.build import instructions as ins
 from pallet.build.cache import step_key
-from pallet.build.copy import CopyItem, CopyPlan, parse_chmod, run_copy
-from pallet.build.run import heredoc_command, new_scratch, run_container
-from pallet.build.sandbox import in_overlay
 from pallet.errors import InvalidArgument, Unavailable
 
 if TYPE_CHECKING:
@@ -30,15 +27,18 @@ class StepRunner:
         self.b = b
 
     def run(self, sc: StageCtx, state: State, inst: ins.Instruction) -> State:
+        if not isinstance(inst, ins.Run | ins.Copy | ins.Workdir):
+            return self.meta(sc, state, inst) if not isinstance(inst, ins.From) else self._no_from(inst)
         if isinstance(inst, ins.Run):
             return self.run_(sc, state, inst)
         if isinstance(inst, ins.Copy):
             return self.copy(sc, state, inst)
         if isinstance(inst, ins.Workdir):
             return self.workdir(sc, state, inst)
-        if isinstance(inst, ins.From):
-            raise self.b.err("FROM is not allowed here", inst.line)
-        return self.meta(sc, state, inst)
+        raise AssertionError(inst)  # pragma: no cover
+
+    def _no_from(self, inst: ins.Instruction) -> State:
+        raise self.b.err("FROM is not allowed here", inst.line)
 
     # -- metadata ---------------------------------------------------------------------------
     def meta(self, sc: StageCtx, state: State, inst: ins.Instruction) -> State:
@@ -65,6 +65,9 @@ class StepRunner:
 
     # -- WORKDIR ----------------------------------------------------------------------------
     def workdir(self, sc: StageCtx, state: State, inst: ins.Workdir) -> State:
+        from pallet.build.run import new_scratch
+        from pallet.build.sandbox import in_overlay
+
         b = self.b
         cfg = copy.deepcopy(state.cc)
         wd, created_by = dispatch.workdir(cfg, inst.value)
@@ -87,6 +90,8 @@ class StepRunner:
 
     # -- RUN --------------------------------------------------------------------------------
     def run_(self, sc: StageCtx, state: State, inst: ins.Run) -> State:
+        from pallet.build.run import heredoc_command, new_scratch, run_container
+
         b = self.b
         cfg = state.cc
         if "mount" in inst.flags or "security" in inst.flags:
@@ -143,6 +148,10 @@ class StepRunner:
 
     # -- COPY / ADD -------------------------------------------------------------------------
     def copy(self, sc: StageCtx, state: State, inst: ins.Copy) -> State:
+        from pallet.build.copy import CopyItem, CopyPlan, parse_chmod, run_copy
+        from pallet.build.run import new_scratch
+        from pallet.build.sandbox import in_overlay
+
         b = self.b
         what = inst.name
         for unsupported in ("link", "parents", "exclude", "checksum", "keep-git-dir"):
@@ -199,7 +208,9 @@ class StepRunner:
         finally:
             b.cleanup(scratch)
 
-    def _context_items(self, inst: ins.Copy, plan: CopyPlan, scratch: str) -> tuple[str, str]:
+    def _context_items(self, inst: ins.Copy, plan: Any, scratch: str) -> tuple[str, str]:
+        from pallet.build.copy import CopyItem
+
         b = self.b
         parts: list[str] = []
         n_items, first_dir = 0, False

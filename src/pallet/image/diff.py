@@ -57,7 +57,9 @@ def sorted_walk(root: str) -> Iterator[tuple[str, os.stat_result]]:
     return rec("")
 
 
-def _xattrs(path: str) -> dict[str, str]:
+def _xattrs(path: str, strip: bool = False) -> dict[str, str]:
+    """PAX xattr headers; with ``strip`` the overlay bookkeeping xattrs (origin, impure, ...)
+    are also removed from the file, so the tree can serve as a lower layer (opaque stays)."""
     out: dict[str, str] = {}
     try:
         names = os.listxattr(path, follow_symlinks=False)
@@ -65,6 +67,11 @@ def _xattrs(path: str) -> dict[str, str]:
         return out
     for n in names:
         if n.startswith("trusted.overlay."):
+            if strip and n != "trusted.overlay.opaque":
+                try:
+                    os.removexattr(path, n, follow_symlinks=False)
+                except OSError:
+                    pass
             continue
         try:
             v = os.getxattr(path, n, follow_symlinks=False)
@@ -105,7 +112,7 @@ class TarResult:
     entries: int
 
 
-def write_layer(upper: str, out: BinaryIO) -> TarResult:
+def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False) -> TarResult:
     """Write the layer tar of ``upper`` to ``out`` (not closed); returns its digest and size."""
     hw = _HashWriter(out)
     tf = tarfile.open(fileobj=hw, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
@@ -124,7 +131,7 @@ def write_layer(upper: str, out: BinaryIO) -> TarResult:
                 tf.addfile(ti)
                 continue
             ti = _info(rel, st)
-            ti.pax_headers = _xattrs(full)
+            ti.pax_headers = _xattrs(full, strip_overlay_xattrs)
             if stat.S_ISDIR(mode):
                 ti.type = tarfile.DIRTYPE
                 tf.addfile(ti)
