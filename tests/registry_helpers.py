@@ -2,12 +2,14 @@
 loopback port (bounded readiness wait), a tiny HTTP client, and OCI layouts to push."""
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.client
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -195,3 +197,58 @@ def small_tar_layer(files: dict[str, bytes]) -> bytes:
             ti.mode = 0o644
             t.addfile(ti, io.BytesIO(data))
     return gzip.compress(buf.getvalue())
+
+
+def basic(user: str, pw: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
+
+
+def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
+    import bcrypt
+
+    lines = []
+    for u, p in users.items():
+        if shutil.which("htpasswd"):  # the format ``htpasswd -B`` writes ($2y$)
+            out = subprocess.run(["htpasswd", "-Bbn", u, p], capture_output=True, text=True, check=True)
+            lines.append(out.stdout.strip())
+        else:
+            lines.append(f"{u}:" + bcrypt.hashpw(p.encode(), bcrypt.gensalt(5)).decode().replace("$2b$", "$2y$"))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_key(path: Path, kind: str = "rsa") -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key: Any = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return key
+
+
+def write_pub(path: Path, key: Any) -> Path:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def start_token_server(dir: Path, htpasswd: Path, key: Path, service: str, issuer: str = "pallet-test",
+                       *extra: str) -> tuple[subprocess.Popen[bytes], Server]:
+    """``pallet registry token-server`` on a free port; returns (process, Server for requests)."""
+    port = free_port()
+    proc = subprocess.Popen(pallet_argv("registry", "token-server", "--addr", f"127.0.0.1:{port}", "--htpasswd",
+                                        str(htpasswd), "--key", str(key), "--issuer", issuer, "--service", service,
+                                        *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = Server(port, dir, proc)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            srv.request("GET", "/token", timeout=2)
+            return proc, srv
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("token server did not become ready")

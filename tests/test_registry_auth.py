@@ -3,7 +3,6 @@
 challenges for real."""
 from __future__ import annotations
 
-import base64
 import datetime
 import shutil
 import subprocess
@@ -13,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import jwt
 import pytest
 from cryptography import x509
@@ -22,44 +20,20 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from registry_helpers import (
     Server,
+    basic,
     free_port,
     make_oci_layout,
     pallet_argv,
     small_tar_layer,
     start_registry,
+    start_token_server,
+    write_htpasswd,
+    write_key,
+    write_pub,
 )
 
 pytestmark = pytest.mark.timeout(180)
 SKOPEO = shutil.which("skopeo")
-
-
-def basic(user: str, pw: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()}
-
-
-def write_htpasswd(path: Path, users: dict[str, str]) -> Path:
-    lines = []
-    for u, p in users.items():
-        if shutil.which("htpasswd"):  # the format ``htpasswd -B`` writes ($2y$)
-            out = subprocess.run(["htpasswd", "-Bbn", u, p], capture_output=True, text=True, check=True)
-            lines.append(out.stdout.strip())
-        else:
-            lines.append(f"{u}:" + bcrypt.hashpw(p.encode(), bcrypt.gensalt(5)).decode().replace("$2b$", "$2y$"))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_key(path: Path, kind: str = "rsa") -> Any:
-    key: Any = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    return key
-
-
-def write_pub(path: Path, key: Any) -> Path:
-    path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
-    return path
 
 
 def self_signed(dir: Path) -> tuple[Path, Path]:
@@ -127,22 +101,10 @@ def token_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     ht = write_htpasswd(d / "htpasswd", {"alice": "pw1", "reader": "pw2"})
     key = write_key(d / "signer.pem")
     pub = write_pub(d / "signer.pub", key)
-    tport = free_port()
-    ts = subprocess.Popen(pallet_argv("registry", "token-server", "--addr", f"127.0.0.1:{tport}", "--htpasswd",
-                                      str(ht), "--key", str(d / "signer.pem"), "--issuer", "pallet-test",
-                                      "--service", "reg.test", "--readonly", "reader"),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    realm = f"http://127.0.0.1:{tport}/token"
+    ts, tsrv = start_token_server(d, ht, d / "signer.pem", "reg.test", "pallet-test", "--readonly", "reader")
+    realm = f"http://{tsrv.host}/token"
     srv = start_registry(d / "root", "--token-realm", realm, "--token-service", "reg.test",
                          "--token-key", str(pub), "--token-issuer", "pallet-test")
-    tsrv = Server(tport, d)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            tsrv.request("GET", "/token", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.05)
     yield {"reg": srv, "ts": tsrv, "key": key, "realm": realm, "dir": d}
     srv.stop()
     ts.terminate()

@@ -227,3 +227,46 @@ def test_pallet_client_push_pull(reg: Server, pallet, busybox_tar: Path) -> None
     pallet("rmi", ref)
     pallet("pull", "-q", ref)
     assert pallet("inspect", ref).rc == 0
+
+
+def test_docker_and_podman_with_token_auth(dockerd: str, busybox_tar: Path, tmp_path: Path) -> None:
+    from registry_helpers import start_token_server, write_htpasswd, write_key, write_pub
+
+    ht = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw1"})
+    key = write_key(tmp_path / "signer.pem", "ec")
+    pub = write_pub(tmp_path / "signer.pub", key)
+    ts, tsrv = start_token_server(tmp_path, ht, tmp_path / "signer.pem", "reg.test")
+    srv = start_registry(tmp_path / "root", "--token-realm", f"http://{tsrv.host}/token",
+                         "--token-service", "reg.test", "--token-key", str(pub), "--token-issuer", "pallet-test")
+    env = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "dockercfg"))
+    try:
+        d = ["docker", "-H", dockerd]
+        ref = f"{srv.host}/tok/bb:1"
+
+        def dock(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*d, *args], capture_output=True, text=True, timeout=120, env=env, input=input)
+
+        assert dock("import", str(busybox_tar), ref).returncode == 0
+        # (an unauthenticated docker push is refused too, but docker retries it for ~50 s)
+        bad = dock("login", "-u", "alice", "--password-stdin", srv.host, input="wrong\n")
+        assert bad.returncode != 0
+        login = dock("login", "-u", "alice", "--password-stdin", srv.host, input="pw1\n")
+        assert login.returncode == 0, login.stderr
+        push = dock("push", ref)
+        assert push.returncode == 0, push.stderr
+        assert dock("rmi", ref).returncode == 0
+        pull = dock("pull", ref)
+        assert pull.returncode == 0, pull.stderr
+        dock("rmi", ref)
+        if PODMAN:
+            with tempfile.TemporaryDirectory(prefix="pt", dir="/tmp") as t:
+                base = ["podman", "--root", f"{t}/root", "--runroot", f"{t}/run", "--storage-driver", "vfs"]
+                p = run(*base, "pull", "--tls-verify=false", "--creds", "alice:pw1", ref)
+                assert p.returncode == 0
+                bad = run(*base, "pull", "--tls-verify=false", "--creds", "alice:nope", ref, check=False)
+                assert bad.returncode != 0
+                run(*base, "rmi", "-af", check=False)
+    finally:
+        srv.stop()
+        ts.terminate()
+        ts.wait(10)
