@@ -111,12 +111,16 @@ def test_push_copy_then_skopeo_reads(reg, busybox_tar: Path, tmp_path: Path, no_
         digest, _ = push_image(dst, src, "2", mount_from=["src/bb"])
         assert digest == src.digest()
         assert dst.has_blob(src.manifest().layers[0].digest)
+        # chunked upload (PATCH with Content-Range per chunk, then PUT ?digest=)
+        d3, _ = push_image(r.repo("chunk/bb", push=True), src, "1", chunk_size=200_000)
+        assert d3 == digest
+        _diff_ids_match(resolve(r.repo("chunk/bb"), "1").image)
     out = skopeo("inspect", "--tls-verify=false", f"docker://{reg.host}/dst/bb:2")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["Digest"] == str(digest)
 
 
-def test_push_uncompressed_layout_compresses_and_chunks(reg, busybox_tar: Path, tmp_path: Path,
+def test_push_uncompressed_layout_streams_gzip(reg, busybox_tar: Path, tmp_path: Path,
                                                         no_creds: Path) -> None:
     from pallet.image.sources import open_archive
 
@@ -134,7 +138,7 @@ def test_push_uncompressed_layout_compresses_and_chunks(reg, busybox_tar: Path, 
     with open_archive(str(layout), str(tmp_path)) as images, Registry(reg.host) as r:
         img = images[0].image
         repo = r.repo("gz/bb", push=True)
-        digest, _ = push_image(repo, img, "1", gzip_cache=Cache(), tmpdir=tmp_path, chunk_size=300_000)
+        digest, _ = push_image(repo, img, "1", gzip_cache=Cache(), tmpdir=tmp_path)
         got = resolve(r.repo("gz/bb"), "1").image
         assert got.digest() == digest
         assert got.manifest().layers[0].media_type == mt.OCI_LAYER_GZIP

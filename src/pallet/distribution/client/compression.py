@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -98,3 +99,72 @@ def gzip_to_file(src: BinaryIO, directory: Path, level: int = 1) -> tuple[Path, 
         path.unlink(missing_ok=True)
         raise
     return path, Digest("sha256", h.hexdigest()), size
+
+
+class GzipStream:
+    """Compress ``src`` with isal gzip in a producer thread; iterate to get the compressed chunks
+    (for a streamed PATCH upload, so compression overlaps the upload and nothing touches disk).
+    After the iteration ends, ``digest`` and ``size`` describe the compressed bytes. ``progress``
+    is called with counts of uncompressed bytes consumed. Closing stops the producer."""
+
+    def __init__(self, src: BinaryIO, level: int = 1, progress: Callable[[int], None] | None = None,
+                 depth: int = 8) -> None:
+        import queue
+        import threading
+
+        self._src = src
+        self._level = level
+        self._progress = progress
+        self._q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.digest: Digest | None = None
+        self._thread = threading.Thread(target=self._run, name="push-gzip", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        from isal import isal_zlib
+
+        try:
+            comp = isal_zlib.compressobj(self._level, isal_zlib.DEFLATED, 31)
+            while not self._stop.is_set():
+                buf = self._src.read(CHUNK)
+                if not buf:
+                    break
+                if self._progress:
+                    self._progress(len(buf))
+                data = comp.compress(buf)
+                if data and not self._put(data):
+                    return
+            self._put(comp.flush())
+            self._put(None)
+        except BaseException as e:  # handed to the consumer thread
+            self._put(e)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._q.get()
+            if item is None:
+                self.digest = Digest("sha256", self._hash.hexdigest())
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self._hash.update(item)
+            self.size += len(item)
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

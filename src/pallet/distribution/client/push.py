@@ -20,7 +20,7 @@ from pallet.oci import mediatypes as mt
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Descriptor, Manifest
 
-from .compression import gzip_to_file
+from .compression import GzipStream
 from .progress import NullProgress, Progress
 from .registry import Repository
 
@@ -47,17 +47,20 @@ def _push_layer(repo: Repository, layer: Layer, desc: Descriptor, mount_from: Se
         if known and repo.has_blob(known[0]):
             progress.done(pid, "Layer already exists")
             return Descriptor(GZIP_OF[desc.media_type], known[0], known[1])
-        progress.status(pid, "Compressing")
+        # stream: gzip in a producer thread, PATCH the chunks as they come, PUT ?digest= at the end
+        # (docker's way: no temp file, compression overlaps the upload)
+        progress.start(pid, layer.size(), "Pushing")
         with layer.uncompressed() as src:
-            path, digest, size = gzip_to_file(src, tmpdir)
-        try:
-            if cache:
-                cache.put(diff_id, digest, size)
-            new = Descriptor(GZIP_OF[desc.media_type], digest, size)
-            _upload(repo, new, lambda: open(path, "rb"), mount_from, progress, chunk_size)
-            return new
-        finally:
-            path.unlink(missing_ok=True)
+            gz = GzipStream(src, progress=lambda n: progress.advance(pid, n))
+            try:
+                digest = repo.upload_stream(gz, lambda: gz.digest,  # type: ignore[arg-type,return-value]
+                                            what=f"upload of layer {diff_id} to {repo.name}")
+            finally:
+                gz.close()
+        if cache:
+            cache.put(diff_id, digest, gz.size)
+        progress.done(pid, "Pushed")
+        return Descriptor(GZIP_OF[desc.media_type], digest, gz.size)
     _upload(repo, desc, layer.compressed, mount_from, progress, chunk_size)
     return desc
 

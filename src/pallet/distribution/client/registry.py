@@ -9,7 +9,7 @@ GET ``/v2/<name>/tags/list`` (paginated with ``Link``).
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, BinaryIO
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
@@ -218,6 +218,25 @@ class Repository:
         resp = self.t.request("PUT", _add_query(loc, digest=str(digest)), scopes=self.scopes,
                               ok=(201, 204), what=what)
         resp.drain()
+
+    def upload_stream(self, chunks: Iterable[bytes], digest_of: Callable[[], Digest], *,
+                      location: str | None = None, what: str = "") -> Digest:
+        """Stream a blob of unknown digest and length: one PATCH with a chunked body (as docker
+        pushes), then PUT ``?digest=`` with the digest known once the stream ended."""
+        loc = location or self._start_upload()[1]
+        what = what or f"upload to {self.name}"
+        resp = self.t.request("PATCH", loc, body=lambda: iter(chunks),
+                              headers={"Content-Type": "application/octet-stream"},
+                              scopes=self.scopes, ok=(202,), what=what, retry=False)
+        nloc = resp.header("Location")
+        resp.drain()
+        if nloc:
+            loc = urllib.parse.urljoin(loc, nloc)
+        digest = digest_of()
+        resp = self.t.request("PUT", _add_query(loc, digest=str(digest)), scopes=self.scopes,
+                              ok=(201, 204), what=what)
+        resp.drain()
+        return digest
 
     def delete_manifest(self, digest: Digest) -> None:
         resp = self.t.request("DELETE", self._p(f"manifests/{digest}"), scopes=self.scopes,

@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from pallet.errors import (
@@ -51,7 +51,7 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 NET_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError, OSError)
 BLOCK = 1 << 20
 
-Body = bytes | Callable[[], IO[bytes]] | None
+Body = bytes | Callable[[], IO[bytes] | Iterator[bytes]] | None
 
 
 class Response:
