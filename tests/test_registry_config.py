@@ -88,3 +88,24 @@ def test_registry_thread(tmp_path: Path) -> None:
             assert r.status == 200 and r.headers["Docker-Distribution-API-Version"] == "registry/2.0"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{reg.url}/v2/", timeout=2)
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    import signal
+
+    srv = start_registry(tmp_path / "root", "--workers", "2")
+    assert srv.proc is not None
+    kids = [int(p) for p in (Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split())]
+    assert len(kids) == 2
+    srv.stop(signal.SIGKILL)
+
+    def running(pid: int) -> bool:  # gone, or a zombie waiting for its new parent to reap it
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (FileNotFoundError, IndexError):
+            return False
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(running(k) for k in kids):
+        time.sleep(0.05)
+    assert not [k for k in kids if running(k)]

@@ -43,6 +43,16 @@ def _check_bind(host: str, port: int) -> None:
         s.close()
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a worker must not outlive a SIGKILLed parent (it would keep the port)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _run_worker(c: Config, metrics: Metrics, index: int, ctx: ssl.SSLContext | None, reuse: bool) -> None:
     from aiohttp import web
 
@@ -80,6 +90,7 @@ def serve(c: Config) -> int:
         pid = os.fork()
         if pid == 0:
             code = 0
+            _die_with_parent()
             try:
                 _run_worker(c, metrics, i, ctx, reuse=True)
             except BaseException:
