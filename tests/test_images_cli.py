@@ -190,3 +190,36 @@ def test_system_check_finds_and_repairs(pallet, busybox_tar: Path) -> None:
     # the image that lost its content is gone; importing again works
     assert pallet("images", "-q").out.strip() == ""
     _import(pallet, busybox_tar, "bb:1")
+
+
+def test_save_repository_and_load_renames(pallet, busybox_tar: Path, tmp_path: Path) -> None:
+    a = _import(pallet, busybox_tar, "bb:1")
+    b = _import(pallet, busybox_tar, "bb:2", "-c", "ENV B=1")
+    _import(pallet, busybox_tar, "other:1", "-c", "ENV O=1")
+    out = tmp_path / "bb.tar"
+    pallet("save", "-o", str(out), "bb")  # no tag: every tag of the repository
+    import tarfile
+
+    with tarfile.open(out) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+    assert sorted(t for m in manifest for t in m["RepoTags"]) == ["bb:1", "bb:2"]
+    pallet("tag", "other:1", "bb:1")  # bb:1 now names another image
+    lines = pallet("load", "-i", str(out)).out.splitlines()
+    assert any(x.startswith("The image bb:1 already exists, renaming the old one with ID sha256:")
+               for x in lines)
+    assert "Loaded image: bb:1" in lines and "Loaded image: bb:2" in lines
+    ids = {json.loads(pallet("inspect", n).out)[0]["Id"] for n in ("bb:1", "bb:2")}
+    assert ids == {a, b}
+
+
+def test_rmi_refuses_image_in_use(pallet, busybox_tar: Path) -> None:
+    iid = _import(pallet, busybox_tar, "bb:1")
+    pallet("create", "--name", "user1", "bb:1", "true")
+    r = pallet.fail("rmi", "bb:1")
+    assert "is using its referenced image" in r.err and r.err.count("\n") == 1
+    assert pallet.fail("rmi", iid).rc != 0
+    assert pallet("rmi", "-f", "bb:1").out.strip() == "Untagged: bb:1"  # untag only, as docker
+    assert pallet("images", "-q", "--no-trunc").out.split() == [iid]
+    assert "Total reclaimed space: 0B" in pallet("image", "prune", "-a", "-f").out
+    pallet("rm", "user1")
+    assert f"deleted: {iid}" in pallet("image", "prune", "-f").out

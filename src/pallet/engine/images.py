@@ -26,9 +26,8 @@ FORMATS = ("docker-archive", "oci-archive")
 
 
 def image_in_use(store: Store, image_id: Digest) -> str | None:
-    """The ID of a container using the image (truthy), or None. Until the containers table
-    exists nothing is in use; the engine's container code makes this body query it
-    (``rmi``, ``image prune`` and ``system df`` all go through here)."""
+    """The ID of a container (any state) made from the image, or None (the engine's containers
+    table; ``rmi``, ``image prune`` and ``system df`` all go through here)."""
     from pallet.engine import containers, db
 
     ids = containers.image_in_use(db.connection(store), str(image_id))
@@ -84,6 +83,15 @@ def load(st: Store, path: str, stdin: BinaryIO | None = None) -> list[str]:
     lines: list[str] = []
     with open_archive(path, str(st.paths.tmp), stdin) as images:
         for named in images:
+            new_id = named.image.config_digest()
+            for t in named.tags:
+                try:
+                    old = st.resolve_image(str(t)).id
+                except NotFound:
+                    continue
+                if old != new_id:
+                    lines.append(f"The image {t.familiar} already exists, renaming the old one with ID "
+                                  f"{old} to empty string")
             rec = st.write_image(_store_fed(named.image), tags=named.tags)
             if named.tags:
                 lines.extend(f"Loaded image: {t.familiar}" for t in named.tags)
@@ -100,16 +108,36 @@ def _save_items(st: Store, names: Sequence[str]) -> list[tuple[Any, list[Referen
     tags: dict[Digest, list[Reference]] = {}
     recs: dict[Digest, ImageRecord] = {}
     for n in names:
-        rec = st.resolve_image(n)
-        if rec.id not in recs:
-            order.append(rec.id)
-            recs[rec.id] = rec
-            tags[rec.id] = []
-        if not _is_id(n, rec):
-            ref = Reference.parse(n)
-            if ref.tag and ref not in tags[rec.id]:
-                tags[rec.id].append(ref)
+        for rec in _repo_images(st, n) or [st.resolve_image(n)]:
+            _add_save_item(rec, n, order, recs, tags)
     return [(st.image(recs[i]), tags[i]) for i in order]
+
+
+def _repo_images(st: Store, name: str) -> list[ImageRecord]:
+    """``docker save busybox`` (no tag, no digest) saves every tagged image of the repository."""
+    if "@" in name or name.startswith("sha256:"):
+        return []
+    try:
+        ref = Reference.parse(name, default_tag=False)
+    except InvalidArgument:
+        return []
+    if ref.tag is not None:
+        return []
+    return [r for r in st.list_images() if any(t.name == ref.name for t in r.repo_tags)]
+
+
+def _add_save_item(rec: ImageRecord, n: str, order: list[Digest], recs: dict[Digest, ImageRecord],
+                   tags: dict[Digest, list[Reference]]) -> None:
+    if rec.id not in recs:
+        order.append(rec.id)
+        recs[rec.id] = rec
+        tags[rec.id] = []
+    if not _is_id(n, rec):
+        ref = Reference.parse(n, default_tag=False)
+        wanted = [ref] if ref.tag else [t for t in rec.repo_tags if t.name == ref.name]
+        for t in wanted:
+            if t not in tags[rec.id]:
+                tags[rec.id].append(t)
 
 
 def _is_id(text: str, rec: ImageRecord) -> bool:
