@@ -33,7 +33,8 @@ class NewLayer:
     layer: Any    # pallet.image.base.Layer
 
 
-def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False) -> NewLayer:
+def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False,
+                     exclude: set[str] | frozenset[str] = frozenset()) -> NewLayer:
     """Archive ``upperdir`` into a layer blob (written straight into a store blob writer, hashed
     once) and make the layer present in the store.
 
@@ -48,7 +49,7 @@ def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False) -> New
     w = BlobWriter(store.paths)
     try:
         out = _FdWriter(w)
-        res = write_layer(upperdir, out, strip_overlay_xattrs=adopt)
+        res = write_layer(upperdir, out, strip_overlay_xattrs=adopt, exclude=exclude)
         out.flush()
         diff_id = Digest.parse(res.diff_id)
         with store.lock.shared():
@@ -151,17 +152,33 @@ def write(store: Store, cfg: dict[str, Any], layers: Sequence[Any],
     return store.write_image(StaticImage(raw, list(layers)), tags)
 
 
+def _has_changes(upper: str, skip: set[str]) -> bool:
+    import stat
+
+    from pallet.image.diff import sorted_walk
+
+    for rel, st in sorted_walk(upper):
+        if rel in skip or (stat.S_ISDIR(st.st_mode) and any(p.startswith(rel + "/") for p in skip)):
+            continue
+        return True
+    return False
+
+
 def commit_upper(store: Store, base: ImageRecord | None, upperdir: str, *,
                  config: dict[str, Any] | None = None, created_by: str = "", comment: str = "",
                  author: str = "", tags: Sequence[Reference] = ()) -> ImageRecord:
     """``base`` None means scratch. ``config`` is the new container config (``Cmd``, ``Env``,
     ...; default: the base's). Returns the stored image."""
-    new = layer_from_upper(store, upperdir)
+    from pallet.image.diff import engine_mountpoints
+
+    skip = engine_mountpoints(upperdir)
+    empty = not _has_changes(upperdir, skip)
+    new = None if empty else layer_from_upper(store, upperdir, exclude=skip)
     base_cfg = base.config if base else None
     layers = list(store.image(base).layers()) if base else []
     history = list((base_cfg or {}).get("history") or [])
-    history.append(history_entry(created_by, empty=False, comment=comment, author=author))
-    diff_ids = list(base.diff_ids if base else []) + [new.diff_id]
+    history.append(history_entry(created_by, empty=empty, comment=comment, author=author))
+    diff_ids = list(base.diff_ids if base else []) + ([new.diff_id] if new else [])
     cc = config if config is not None else copy.deepcopy((base_cfg or {}).get("config") or {})
     cfg = image_config(base_cfg, cc, diff_ids, history, author=author, comment=comment)
-    return write(store, cfg, layers + [new.layer], tags)
+    return write(store, cfg, layers + ([new.layer] if new else []), tags)

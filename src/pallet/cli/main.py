@@ -32,7 +32,7 @@ VERBS: dict[str, str] = {
     "ps": "ps_cmd", "logs": "logs_cmd", "exec": "exec_cmd", "attach": "exec_cmd",
     "container": "container_group", "volume": "volume_cmd",
     # builds, commit, diff (issue 4)
-    "build": "build_cmd",
+    "build": "build_cmd", "commit": "commit_cmd", "diff": "commit_cmd",
 }
 
 

@@ -112,8 +112,25 @@ class TarResult:
     entries: int
 
 
-def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False) -> TarResult:
-    """Write the layer tar of ``upper`` to ``out`` (not closed); returns its digest and size."""
+def engine_mountpoints(upper: str) -> set[str]:
+    """The empty files the engine creates in a container's upper dir as bind-mount targets
+    (/etc/hostname, /etc/hosts, /etc/resolv.conf): docker keeps them in an init layer, so
+    ``docker diff`` and ``docker commit`` never show them."""
+    out = set()
+    for rel in ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"):
+        try:
+            st = os.lstat(os.path.join(upper, rel))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            out.add(rel)
+    return out
+
+
+def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False,
+                exclude: set[str] | frozenset[str] = frozenset()) -> TarResult:
+    """Write the layer tar of ``upper`` to ``out`` (not closed); returns its digest and size.
+    ``exclude``: relative paths left out (see engine_mountpoints)."""
     hw = _HashWriter(out)
     tf = tarfile.open(fileobj=hw, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                       copybufsize=CHUNK)
@@ -121,6 +138,8 @@ def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False
     n = 0
     try:
         for rel, st in sorted_walk(upper):
+            if rel in exclude:
+                continue
             full = os.path.join(upper, rel)
             n += 1
             mode = st.st_mode
@@ -178,7 +197,7 @@ class Change:
         return f"{self.kind} {self.path}"
 
 
-def changes(upper: str, lowerdirs: list[str]) -> list[Change]:
+def changes(upper: str, lowerdirs: list[str], exclude: set[str] | frozenset[str] = frozenset()) -> list[Change]:
     """What ``docker diff`` reports for an overlay upper dir over ``lowerdirs`` (top first):
     moby pkg/archive ``OverlayChanges``. A whiteout or an opaque dir is ``D``; a path that
     exists in a lower layer is ``C`` (directories only when size, mode or mtime differ, or
@@ -186,6 +205,8 @@ def changes(upper: str, lowerdirs: list[str]) -> list[Change]:
     out: list[Change] = []
     changed_dirs: set[str] = set()
     for rel, st in sorted_walk(upper):
+        if rel in exclude:
+            continue
         path = "/" + rel
         full = os.path.join(upper, rel)
         isdir = stat.S_ISDIR(st.st_mode)
