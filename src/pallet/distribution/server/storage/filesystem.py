@@ -373,11 +373,17 @@ class FilesystemDriver:
             return None
 
     def upload_writer(self, repo: str, uuid: str) -> _FsUploadWriter:
-        return _FsUploadWriter(self, uuid, self._session(repo, uuid))
+        try:
+            return _FsUploadWriter(self, uuid, self._session(repo, uuid))
+        except FileNotFoundError:  # cancelled or collected meanwhile
+            raise upload_unknown(uuid) from None
 
     async def upload_commit(self, repo: str, uuid: str, digest: Digest) -> int:
         data = self._session(repo, uuid)
-        fd = os.open(data, os.O_RDONLY)
+        try:
+            fd = os.open(data, os.O_RDONLY)
+        except FileNotFoundError:
+            raise upload_unknown(uuid) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
