@@ -29,6 +29,9 @@ class LyingRegistry:
                         "digest": _d(self.layer), "size": len(self.layer)}]}).encode()
         self.mode = ""
         self.hits: dict[str, int] = {}
+        self.pushed: dict[str, bytes] = {}  # digest or manifests/<ref> -> bytes
+        self.uploads: dict[str, bytearray] = {}
+        self.drops = 0
         reg = self
 
         class H(BaseHTTPRequestHandler):
@@ -42,6 +45,15 @@ class LyingRegistry:
 
             def do_HEAD(self) -> None:  # noqa: N802
                 reg.handle(self)
+
+            def do_POST(self) -> None:  # noqa: N802
+                reg.upload(self)
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                reg.upload(self)
+
+            def do_PUT(self) -> None:  # noqa: N802
+                reg.upload(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
@@ -90,6 +102,10 @@ class LyingRegistry:
             dig = path.rsplit("/", 1)[1]
             if dig == _d(self.config):
                 return self._send(h, 200, self.config, "application/octet-stream")
+            if dig in self.pushed:
+                return self._send(h, 200, self.pushed[dig], "application/octet-stream")
+            if mode == "upload-drop-once" and h.command == "HEAD":  # pushing elsewhere: nothing there yet
+                return self._send(h, 404, b"")
             if dig != _d(self.layer):
                 return self._send(h, 404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
             data = self.layer
@@ -117,6 +133,56 @@ class LyingRegistry:
                 return None
             return self._send(h, 200, data, "application/octet-stream")
         return self._send(h, 404, b"{}")
+
+    def _body(self, h: BaseHTTPRequestHandler) -> bytes | None:
+        """The request body (Content-Length or chunked); None when the test drops it midway."""
+        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                n = int(h.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    h.rfile.readline()
+                    break
+                out += h.rfile.read(n)
+                h.rfile.readline()
+                if self.mode == "upload-drop-once" and self.drops == 0 and len(out) > 1000:
+                    self.drops += 1
+                    h.close_connection = True
+                    return None
+            return bytes(out)
+        n = int(h.headers.get("Content-Length", "0") or 0)
+        if self.mode == "upload-drop-once" and self.drops == 0 and n > 1000:
+            h.rfile.read(n // 2)
+            self.drops += 1
+            h.close_connection = True
+            return None
+        return h.rfile.read(n)
+
+    def upload(self, h: BaseHTTPRequestHandler) -> None:
+        """Just enough of the push endpoints: POST/PATCH/PUT uploads, PUT manifests."""
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(h.path)
+        body = self._body(h)
+        if body is None:
+            return None  # connection dropped mid-body
+        if "/manifests/" in parts.path:
+            self.pushed["manifests/" + parts.path.rsplit("/", 1)[1]] = body
+            return self._send(h, 201, b"", extra={"Docker-Content-Digest": _d(body)})
+        if h.command == "POST":
+            uid = f"u{len(self.uploads)}"
+            self.uploads[uid] = bytearray()
+            return self._send(h, 202, b"", extra={"Location": f"/v2/lie/img/blobs/uploads/{uid}"})
+        uid = parts.path.rsplit("/", 1)[1]
+        buf = self.uploads.setdefault(uid, bytearray())
+        buf += body
+        if h.command == "PATCH":
+            return self._send(h, 202, b"", extra={"Location": f"/v2/lie/img/blobs/uploads/{uid}"})
+        dig = urllib.parse.parse_qs(parts.query)["digest"][0]
+        if _d(bytes(buf)) != dig:
+            return self._send(h, 400, b'{"errors":[{"code":"DIGEST_INVALID","message":"digest invalid"}]}')
+        self.pushed[dig] = bytes(buf)
+        return self._send(h, 201, b"")
 
     def close(self) -> None:
         self.server.shutdown()

@@ -66,3 +66,26 @@ def test_unknown_blob_and_refused(liar: LyingRegistry) -> None:
     with Registry(f"127.0.0.1:{port}") as reg:
         with pytest.raises(Unavailable, match="cannot reach registry .*connection refused"):
             resolve(reg.repo("x/y"), "1")
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_push_retries_dropped_upload(liar: LyingRegistry, busybox_tar: Path, tmp_path: Path,
+                                     compressed: bool) -> None:
+    """A connection dropped mid-upload restarts that blob's upload (a new session)."""
+    import contextlib
+
+    from client_registry import make_oci_layout
+
+    from pallet.distribution.client.push import push_image
+    from pallet.image.sources import open_archive
+
+    liar.mode = "upload-drop-once"
+    with Registry(liar.host) as reg, contextlib.ExitStack() as stack:
+        if compressed:
+            img = resolve(reg.repo("lie/img"), "1").image
+        else:
+            make_oci_layout(busybox_tar, tmp_path / "layout")
+            img = stack.enter_context(open_archive(str(tmp_path / "layout"), str(tmp_path)))[0].image
+        push_image(reg.repo("lie/other", push=True), img, "2")
+    assert liar.drops == 1
+    assert "manifests/2" in liar.pushed

@@ -65,7 +65,8 @@ def test_pull_skopeo_pushed(pl, reg, busybox_tar: Path, tmp_path: Path, fmt: str
     layers = list((pl.root / "layers").iterdir())
     assert len(layers) == 1 and (layers[0] / "diff" / "bin" / "busybox").exists()
     # again: the layer is already stored; pull by digest gives the same image, -q prints the ref only
-    assert "Already exists" in pl("pull", name).out
+    again = pl("pull", name).out
+    assert "Already exists" in again and "Image is up to date" in again
     dref = rec["RepoDigests"][0]
     assert pl("pull", "-q", dref).out.strip() == dref
 
@@ -231,3 +232,16 @@ def test_cli_login_token_registry(pl, tmp_path_factory: pytest.TempPathFactory) 
     finally:
         r.stop()
         issuer.close()
+
+
+def test_pull_then_run(pl, reg, busybox_tar: Path, tmp_path: Path) -> None:
+    """What skopeo pushed (OCI, zstd), pallet pulls and runs; run --pull=missing pulls by itself."""
+    name = f"{reg.host}/run/bb:1"
+    push_busybox_with_skopeo(busybox_tar, tmp_path, f"docker://{name}", "--format", "oci",
+                             "--dest-compress-format", "zstd")
+    r = pl("run", "--rm", "--network", "none", "--pull", "missing", name, "/bin/busybox", "echo", "hi", timeout=120)
+    assert r.out.strip().endswith("hi")
+    assert pl("images", "-q", name).out.strip()
+    pl("rmi", name)
+    r = pl.fail("run", "--rm", "--network", "none", "--pull", "never", name, "true")
+    assert "No such image" in r.err or "not known locally" in r.err

@@ -69,7 +69,10 @@ def _pull(g: Any, ns: argparse.Namespace) -> int:
         prog.close() if hasattr(prog, "close") else None
     for p in recs:
         if not ns.quiet:
-            print(f"Status: Downloaded image for {p.ref.familiar}")
+            if p.downloaded:
+                print(f"Status: Downloaded newer image for {p.ref.familiar}")
+            else:
+                print(f"Status: Image is up to date for {p.ref.familiar}")
         print(str(p.ref))
     return 0
 

@@ -56,7 +56,8 @@ def pull(store: Store, text: str, *, platform: str | None = None, all_tags: bool
             what = str(target.digest) if target.digest else str(target.tag)
             progress.message(f"{what}: Pulling from {target.familiar_name}")
             res = resolve(repo, what, plat)
-            out.append(Pulled(target, res.top_digest, _store(store, target, res, progress, parallel)))
+            rec, fetched = _store(store, target, res, progress, parallel)
+            out.append(Pulled(target, res.top_digest, rec, fetched))
             progress.message(f"Digest: {res.top_digest}")
         return out
 
@@ -66,9 +67,11 @@ class Pulled:
     ref: Reference  # as asked (normalised): what docker prints last
     digest: Digest  # the manifest (or index) digest the reference resolved to
     record: ImageRecord
+    downloaded: bool  # False when every layer was already stored ("Image is up to date")
 
 
-def _store(store: Store, ref: Reference, res: Resolved, progress: Progress, parallel: int) -> ImageRecord:
+def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
+           parallel: int) -> tuple[ImageRecord, bool]:
     img = res.image
     layers = img.remote_layers()
     todo = []
@@ -110,7 +113,8 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress, para
                 if not f.cancelled() and f.exception() is not None:
                     raise f.exception()  # type: ignore[misc]
         tags = [ref] if ref.tag else []
-        return store.write_image(img, tags=tags, repo_digests=[ref.with_digest(res.top_digest)])
+        rec = store.write_image(img, tags=tags, repo_digests=[ref.with_digest(res.top_digest)])
+        return rec, bool(todo)
     except BaseException:
         # nothing half-stored: layers this pull added and no image references go away
         if created:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Protocol
 
+from pallet.errors import Unavailable
 from pallet.image.base import Image, Layer
 from pallet.oci import mediatypes as mt
 from pallet.oci.digest import Digest
@@ -38,8 +40,25 @@ class GzipCache(Protocol):
     def put(self, diff_id: Digest, digest: Digest, size: int) -> None: ...
 
 
+UPLOAD_ATTEMPTS = 3  # a whole-blob upload is restarted (new session) after a dropped connection
+
+
 def _push_layer(repo: Repository, layer: Layer, desc: Descriptor, mount_from: Sequence[str],
                 cache: GzipCache | None, tmpdir: Path, progress: Progress, chunk_size: int) -> Descriptor:
+    for attempt in range(UPLOAD_ATTEMPTS):
+        try:
+            return _push_layer_once(repo, layer, desc, mount_from, cache, progress, chunk_size)
+        except Unavailable as e:
+            if attempt == UPLOAD_ATTEMPTS - 1:
+                raise
+            log.info("retrying the upload of %s: %s", desc.digest, e)
+            progress.status(desc.digest.short, "Retrying")
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _push_layer_once(repo: Repository, layer: Layer, desc: Descriptor, mount_from: Sequence[str],
+                     cache: GzipCache | None, progress: Progress, chunk_size: int) -> Descriptor:
     pid = desc.digest.short
     if desc.media_type in GZIP_OF:
         diff_id = layer.diff_id()

@@ -225,7 +225,7 @@ class Repository:
         pushes), then PUT ``?digest=`` with the digest known once the stream ended."""
         loc = location or self._start_upload()[1]
         what = what or f"upload to {self.name}"
-        resp = self.t.request("PATCH", loc, body=lambda: iter(chunks),
+        resp = self.t.request("PATCH", loc, body=iter(chunks),
                               headers={"Content-Type": "application/octet-stream"},
                               scopes=self.scopes, ok=(202,), what=what, retry=False)
         nloc = resp.header("Location")

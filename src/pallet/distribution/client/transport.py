@@ -51,7 +51,9 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 NET_ERRORS = (ConnectionError, http.client.HTTPException, socket.timeout, TimeoutError, OSError)
 BLOCK = 1 << 20
 
-Body = bytes | Callable[[], IO[bytes] | Iterator[bytes]] | None
+# bytes and openers (a callable returning a fresh stream) can be replayed on a retry; an iterator
+# (a streamed upload) is sent once, on a fresh connection
+Body = bytes | Callable[[], IO[bytes]] | Iterator[bytes] | None
 
 
 class Response:
@@ -307,7 +309,8 @@ class Transport:
         if auth and parts.netloc == self.endpoint.host:
             hdrs["Authorization"] = auth
         hdrs.setdefault("User-Agent", "pallet/0.1")
-        for fresh_try in (False, True):
+        one_shot = isinstance(body, Iterator)
+        for fresh_try in (one_shot, True):
             if fresh_try:
                 conn, reused = self._new_conn(key), False
             else:
@@ -324,7 +327,7 @@ class Transport:
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 conn.close()
-                if reused and not fresh_try:
+                if reused and not fresh_try and not one_shot:
                     continue
                 raise
             except BaseException:
@@ -347,7 +350,7 @@ class Transport:
                   auth: str | None, retry: bool = True) -> Response:
         """``_send`` with bounded retries on 429/5xx and network errors (when the body can be
         replayed: bytes or a factory)."""
-        attempts = MAX_ATTEMPTS if retry else 1
+        attempts = MAX_ATTEMPTS if retry and not isinstance(body, Iterator) else 1
         for n in range(attempts):
             last = n == attempts - 1
             try:
