@@ -63,6 +63,20 @@ def test_save_oci_archive_read_by_skopeo(pallet, imported: str, tmp_path: Path) 
 
 
 @needs_skopeo
+def test_save_oci_dir(pallet, imported: str, tmp_path: Path) -> None:
+    out = tmp_path / "layout"
+    pallet("save", "--format", "oci-dir", "-o", str(out), "bb:1")
+    cfg = json.loads(skopeo("inspect", "--config", f"oci:{out}:1"))
+    assert cfg["config"]["Cmd"] == ["sh"]
+    r = pallet.fail("save", "--format", "oci-dir", "-o", str(out), "bb:1")
+    assert "already exists" in r.err
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left
+    pallet("rmi", "bb:1")
+    assert pallet("load", "-i", str(out)).out.strip() == "Loaded image: bb:1"
+    assert json.loads(pallet("inspect", "bb:1").out)[0]["Id"] == imported
+
+
+@needs_skopeo
 def test_load_what_skopeo_writes(pallet, imported: str, tmp_path: Path) -> None:
     src = tmp_path / "src.tar"
     pallet("save", "-o", str(src), "bb:1")

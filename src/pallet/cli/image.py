@@ -50,8 +50,8 @@ def _args_load(p: argparse.ArgumentParser) -> Handler:
 def _args_save(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--output", help="write to a file instead of stdout")
-    p.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive"],
-                   help="archive format (default docker-archive)")
+    p.add_argument("--format", default="docker-archive", choices=["docker-archive", "oci-archive", "oci-dir"],
+                   help="archive format (default docker-archive; oci-dir writes an OCI layout directory, needs -o)")
     return _save
 
 

@@ -22,7 +22,7 @@ from pallet.oci.digest import Digest, is_hex_id
 from pallet.oci.reference import Reference
 from pallet.store import ImageRecord, Store
 
-FORMATS = ("docker-archive", "oci-archive")
+FORMATS = ("docker-archive", "oci-archive", "oci-dir")
 
 
 def image_in_use(store: Store, image_id: Digest) -> str | None:
@@ -149,10 +149,15 @@ def save(st: Store, names: Sequence[str], output: str | None, fmt: str = "docker
          stdout: BinaryIO | None = None) -> None:
     """Write the images to ``output`` (atomically: a temp file renamed at the end) or stdout."""
     from pallet.image.docker_archive import write_docker_archive
-    from pallet.image.oci_layout import write_oci_archive
+    from pallet.image.oci_layout import write_oci_archive, write_oci_dir
 
     if fmt not in FORMATS:
         raise InvalidArgument(f"unsupported save format {fmt!r} (use one of {', '.join(FORMATS)})")
+    if fmt == "oci-dir":
+        if not output:
+            raise InvalidArgument("--format oci-dir needs -o DIR")
+        write_oci_dir(output, _save_items(st, names))
+        return
     if output is None:
         out = stdout if stdout is not None else sys.stdout.buffer
         if hasattr(out, "fileno") and os.isatty(out.fileno()):

@@ -175,6 +175,25 @@ def oci_manifest(img: Image) -> bytes:
 
 def write_oci_archive(out: BinaryIO, items: Sequence[tuple[Image, Sequence[Reference]]]) -> None:
     """Write ``items`` (image, tags) as an OCI layout inside a tar, to ``out`` (may be unseekable)."""
+    _write_layout(TarWriter(out), items)
+
+
+def write_oci_dir(path: str, items: Sequence[tuple[Image, Sequence[Reference]]]) -> None:
+    """Write ``items`` as an OCI layout directory ``path`` (must not exist). Built in a sibling
+    temp dir and renamed into place when complete: a failure leaves nothing."""
+    from .tarwriter import DirWriter
+
+    if os.path.lexists(path):
+        raise InvalidArgument(f"{path} already exists")
+    w = DirWriter(path)
+    try:
+        _write_layout(w, items)
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _write_layout(w: Any, items: Sequence[tuple[Image, Sequence[Reference]]]) -> None:
     entries: list[dict[str, Any]] = []
     small: dict[str, bytes] = {}
     for img, tags in items:
@@ -190,7 +209,6 @@ def write_oci_archive(out: BinaryIO, items: Sequence[tuple[Image, Sequence[Refer
             entries.append(dict(base, annotations={CONTAINERD_NAME: str(t), REF_NAME: t.tag}))
     index = Index(mt.OCI_INDEX, ()).to_json()
     index["manifests"] = entries
-    w = TarWriter(out)
     w.add_bytes("oci-layout", LAYOUT_VERSION)
     w.add_bytes("index.json", dumps(index))
     for name, data in small.items():

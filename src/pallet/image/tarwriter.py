@@ -7,7 +7,10 @@ same images twice yields the same bytes.
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import tarfile
+import tempfile
 from typing import BinaryIO
 
 from pallet.errors import DataCorruption
@@ -78,3 +81,44 @@ def _read_into(src: BinaryIO, mv: memoryview) -> int:
     data = src.read(len(mv))
     mv[: len(data)] = data
     return len(data)
+
+
+class DirWriter:
+    """The TarWriter surface over a directory: files go to a temp dir next to ``path``;
+    ``close`` renames it to ``path``, ``abort`` removes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        parent = os.path.dirname(self.path)
+        if not os.path.isdir(parent):
+            from pallet.errors import NotFound
+
+            raise NotFound(f"{path}: directory {parent} does not exist")
+        self._tmp = tempfile.mkdtemp(prefix=".pallet-save-", dir=parent)
+
+    def mkdir(self, name: str) -> None:
+        os.makedirs(os.path.join(self._tmp, name), exist_ok=True)
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        self.add_stream(name, io.BytesIO(data), len(data))
+
+    def add_stream(self, name: str, src: BinaryIO, size: int) -> None:
+        dest = os.path.join(self._tmp, name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        n = 0
+        with open(dest, "wb") as f:
+            while True:
+                b = src.read(CHUNK)
+                if not b:
+                    break
+                n += len(b)
+                f.write(b)
+        if n != size:
+            raise DataCorruption(f"{name}: {n} bytes, expected {size}")
+
+    def close(self) -> None:
+        os.chmod(self._tmp, 0o755)
+        os.rename(self._tmp, self.path)
+
+    def abort(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
