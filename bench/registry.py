@@ -7,7 +7,7 @@ fresh, both on loopback, in one run; prints ratios.
 (b) 32 concurrent connections (wrk, else a bounded aiohttp load generator) fetching one
     manifest, then one 10 MB blob: requests/s ratio pallet/distribution (goal >= 1.0x, 0 errors).
 
-Usage: bench/registry.py [--workers N] [--duration S] [--anchor 127.0.0.1:5000] [--skip-copy]
+Usage: bench/registry.py [--workers N] [--duration S] [--anchor 127.0.0.1:5000] [--skip-copy] [--repeat N]
 """
 from __future__ import annotations
 
@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--anchor", default="127.0.0.1:5000")
     ap.add_argument("--image", default="bench/big:1")
     ap.add_argument("--skip-copy", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="skopeo copy runs per registry (best kept)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="regbench")
     procs = []
@@ -173,15 +174,22 @@ def main() -> None:
         procs.append(pp)
         print(f"distribution on :{dport}, pallet ({a.workers} workers) on :{pport}")
         if not a.skip_copy:
-            for port in (dport, pport):
-                skopeo(f"docker://{a.anchor}/{a.image}", f"docker://127.0.0.1:{port}/{a.image}")
-            times = {}
+            push = {}
             for label, port in (("distribution", dport), ("pallet", pport)):
-                dest = f"{tmp}/oci-{label}"
-                times[label] = skopeo(f"docker://127.0.0.1:{port}/{a.image}", f"oci:{dest}:x")
-                shutil.rmtree(dest)
-            print(f"(a) skopeo copy {a.image} -> oci: distribution {times['distribution']:.2f}s, "
-                  f"pallet {times['pallet']:.2f}s, ratio {times['pallet'] / times['distribution']:.2f}x (goal <= 1.0)")
+                push[label] = skopeo(f"docker://{a.anchor}/{a.image}", f"docker://127.0.0.1:{port}/{a.image}")
+            print(f"(c) skopeo copy {a.image} from the anchor into: distribution {push['distribution']:.2f}s, "
+                  f"pallet {push['pallet']:.2f}s, ratio {push['pallet'] / push['distribution']:.2f}x (push, info)")
+            runs: dict[str, list[float]] = {"distribution": [], "pallet": []}
+            for i in range(a.repeat):  # alternate the order, keep the best of each (noisy machine)
+                order = [("distribution", dport), ("pallet", pport)]
+                for label, port in order if i % 2 == 0 else order[::-1]:
+                    dest = f"{tmp}/oci-{label}"
+                    runs[label].append(skopeo(f"docker://127.0.0.1:{port}/{a.image}", f"oci:{dest}:x"))
+                    shutil.rmtree(dest)
+            times = {k: min(v) for k, v in runs.items()}
+            print(f"(a) skopeo copy {a.image} -> oci (best of {a.repeat}): distribution {times['distribution']:.2f}s, "
+                  f"pallet {times['pallet']:.2f}s, ratio {times['pallet'] / times['distribution']:.2f}x (goal <= 1.0)"
+                  f"; all runs: {runs}")
         blob = os.urandom(10 * 1024 * 1024)
         paths = {}
         for label, port in (("distribution", dport), ("pallet", pport)):
