@@ -223,3 +223,16 @@ def test_rmi_refuses_image_in_use(pallet, busybox_tar: Path) -> None:
     assert "Total reclaimed space: 0B" in pallet("image", "prune", "-a", "-f").out
     pallet("rm", "user1")
     assert f"deleted: {iid}" in pallet("image", "prune", "-f").out
+
+
+def test_images_before_since(pallet, busybox_tar: Path) -> None:
+    import time
+
+    old = _import(pallet, busybox_tar, "old:1")
+    time.sleep(1.1)
+    new = _import(pallet, busybox_tar, "new:1", "-c", "ENV N=1")
+    assert pallet("images", "-q", "--no-trunc", "-f", "since=old:1").out.split() == [new]
+    assert pallet("images", "-q", "--no-trunc", "-f", "before=new:1").out.split() == [old]
+    # newest first
+    assert pallet("images", "--format", "{{.Repository}}").out.split() == ["new", "old"]
+    assert "missing" in pallet.fail("images", "-f", "since=missing:1").err
