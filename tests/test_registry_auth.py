@@ -228,3 +228,30 @@ def test_bad_tls_and_auth_flags_fail_cleanly(tmp_path: Path) -> None:
         assert p.returncode == 125, (extra, p.stderr)
         assert not (tmp_path / "r").exists()
         assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("Error: "), p.stderr
+
+
+def test_htpasswd_formats(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import os
+
+    import bcrypt
+
+    from pallet.distribution.server.auth import Htpasswd
+
+    f = tmp_path / "ht"
+    sha1 = base64.b64encode(hashlib.sha1(b"pw-sha").digest()).decode()
+    f.write_text("# comment\n\n"
+                 f"b2a:{bcrypt.hashpw(b'pw-a', bcrypt.gensalt(4)).decode().replace('$2b$', '$2a$')}\n"
+                 f"b2b:{bcrypt.hashpw(b'pw-b', bcrypt.gensalt(4)).decode()}\n"
+                 f"sha:{{SHA}}{sha1}\n"
+                 "md5:$apr1$abc$notsupported\nbroken-line\n")
+    db = Htpasswd(str(f))
+    assert db.check("b2a", "pw-a") and db.check("b2b", "pw-b") and db.check("sha", "pw-sha")
+    assert db.check("b2b", "pw-b")  # the remembered path
+    assert not db.check("b2a", "pw-b") and not db.check("sha", "x") and not db.check("md5", "x")
+    assert not db.check("nobody", "x")
+    time.sleep(0.01)
+    f.write_text(f"b2b:{bcrypt.hashpw(b'new', bcrypt.gensalt(4)).decode()}\n")
+    os.utime(f, (time.time() + 5, time.time() + 5))
+    assert not db.check("b2b", "pw-b") and db.check("b2b", "new")  # re-read on change
