@@ -9,14 +9,20 @@ from pathlib import Path
 
 import pytest
 
-CGROUP_GLOBS = ("/sys/fs/cgroup/*/pallet/*", "/sys/fs/cgroup/unified/pallet/*")
+CGROUP_PARENT = f"pallet-test-{os.getpid()}"
 
 
 def cgroups() -> set[str]:
-    out: set[str] = set()
-    for g in CGROUP_GLOBS:
-        out.update(p for p in glob.glob(g) if os.path.isdir(p))
-    return out
+    """This test process's container cgroups (its own parent, PALLET_CGROUP_PARENT)."""
+    return {p for p in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/*") if os.path.isdir(p)}
+
+
+def remove_cgroup_parents() -> None:
+    for p in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}"):
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -57,10 +63,13 @@ def processes_in(root: Path) -> list[int]:
 
 
 def check_clean(pallet, before_cgroups: set[str]) -> None:  # type: ignore[no-untyped-def]
-    """Remove every container, then: no container, no mount, no cgroup, no process, no dir left."""
+    """Remove every container, then: no container, no mount, no cgroup, no process, no dir, no bridge left."""
     ids = pallet("ps", "-aq", "--no-trunc", check=False).out.split()
     if ids:
         pallet("rm", "-f", *ids, check=False)
+    pallet("network", "prune", "-f", check=False)
+    bridge = pallet.env["PALLET_BRIDGE_NAME"]
+    assert not os.path.exists(f"/sys/class/net/{bridge}"), f"bridge {bridge} left"
     assert wait_until(lambda: not processes_in(pallet.root), 10), f"processes left: {processes_in(pallet.root)}"
     assert not mounts_under(pallet.root), mounts_under(pallet.root)
     assert not mounts_under(pallet.runroot), mounts_under(pallet.runroot)
@@ -74,8 +83,17 @@ def check_clean(pallet, before_cgroups: set[str]) -> None:  # type: ignore[no-un
 def bb_fixture(pallet, busybox_tar, monkeypatch):  # type: ignore[no-untyped-def]
     """``pallet`` with busybox:latest imported; leak-checked after the test."""
     pallet.env["PALLET_MONITOR_LINGER"] = "0.3"
+    pallet.env["PALLET_CGROUP_PARENT"] = CGROUP_PARENT
+    # a bridge and subnet of this test's own (never the host's pallet0), taken down after it
+    n = os.getpid() % 50 + 200
+    pallet.env["PALLET_BRIDGE_NAME"] = f"pe{n}"
+    pallet.env["PALLET_BRIDGE_PREFIX"] = f"pe{n}x"
+    pallet.env["PALLET_BRIDGE_SUBNET"] = f"10.{n}.7.0/24"
     pallet.env.pop("PYTHONDONTWRITEBYTECODE", None)
     before = cgroups()
     pallet("import", str(busybox_tar), "busybox:latest")
     yield pallet
-    check_clean(pallet, before)
+    try:
+        check_clean(pallet, before)
+    finally:
+        remove_cgroup_parents()

@@ -80,7 +80,7 @@ def test_cp_both_ways_and_export(bb, tmp_path) -> None:  # type: ignore[no-untyp
 
 
 BAD = [
-    (("run", "--rm", "nosuchimage", "true"), "No such image"),
+    (("run", "--rm", "--pull", "never", "nosuchimage", "true"), "No such image"),
     (("run", "--rm", "--memory", "12x", "busybox", "true"), "12x"),
     (("run", "--rm", "--cpus", "-1", "busybox", "true"), "CPUs"),
     (("run", "--rm", "--cap-add", "NOT_A_CAP", "busybox", "true"), "NOT_A_CAP"),

@@ -80,25 +80,27 @@ def options(ns: argparse.Namespace) -> Any:
 
 
 def _pull(g: Any, ns: argparse.Namespace, store: Any) -> None:
-    """``--pull``: always|missing through the client helper's ``ensure_image`` when it exists."""
+    """``--pull always|missing|never`` through the registry client's ``ensure_image``."""
     from pallet.errors import NotFound
 
     if ns.pull == "never":
         return
-    try:
-        from pallet.engine import images as eimages
-    except ImportError:
-        eimages = None  # type: ignore[assignment]
-    ensure = getattr(eimages, "ensure_image", None)
-    if ensure is None:
-        return  # no registry client wired: a missing image fails in create with "No such image"
     if ns.pull == "missing":
         try:
             store.resolve_image(ns.image)
             return
         except NotFound:
             pass
-    ensure(store, ns.image, policy=ns.pull)
+    try:
+        from pallet.engine.distribution import ensure_image
+    except ImportError:
+        return  # no registry client: create fails with "No such image"
+    from pallet.errors import PalletError
+
+    try:
+        ensure_image(store.full(), ns.image, policy=ns.pull)
+    except PalletError as e:
+        raise NotFound(f"No such image: {ns.image} (not stored locally; pulling it failed: {e})") from None
 
 
 def _create(g: Any, ns: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from typing import Any
 
 from pallet.engine import containers, mounts, names, units
@@ -17,47 +16,58 @@ from pallet.engine.containers import Container, Dirs
 from pallet.errors import Conflict, InvalidArgument, NotFound
 
 
-@dataclass
 class CreateOptions:
-    image: str
-    command: list[str] = field(default_factory=list)
-    name: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_file: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    entrypoint: str | None = None
-    hostname: str | None = None
-    init: bool = False
-    restart: str | None = None
-    rm: bool = False
-    stop_signal: str | None = None
-    stop_timeout: str | None = None
-    labels: list[str] = field(default_factory=list)
-    memory: str | None = None
-    memory_swap: str | None = None
-    cpus: str | None = None
-    cpu_shares: str | None = None
-    pids_limit: str | None = None
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    privileged: bool = False
-    security_opt: list[str] = field(default_factory=list)
-    read_only: bool = False
-    tmpfs: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)
-    volumes_from: list[str] = field(default_factory=list)
-    runtime: str = "pallet"
-    network: str | None = None
-    interactive: bool = False
-    tty: bool = False
-    detach: bool = False
-    publish: list[str] = field(default_factory=list)
-    publish_all: bool = False
-    network_alias: list[str] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    add_host: list[str] = field(default_factory=list)
+    """docker run/create flags, raw (validated by ``build_config``)."""
+
+    _DEFAULTS: dict[str, Any] = {
+        "command": [],
+        "name": None,
+        "env": [],
+        "env_file": [],
+        "workdir": None,
+        "user": None,
+        "entrypoint": None,
+        "hostname": None,
+        "init": False,
+        "restart": None,
+        "rm": False,
+        "stop_signal": None,
+        "stop_timeout": None,
+        "labels": [],
+        "memory": None,
+        "memory_swap": None,
+        "cpus": None,
+        "cpu_shares": None,
+        "pids_limit": None,
+        "cap_add": [],
+        "cap_drop": [],
+        "privileged": False,
+        "security_opt": [],
+        "read_only": False,
+        "tmpfs": [],
+        "volumes": [],
+        "mounts": [],
+        "volumes_from": [],
+        "runtime": "pallet",
+        "network": None,
+        "interactive": False,
+        "tty": False,
+        "detach": False,
+        "publish": [],
+        "publish_all": False,
+        "network_alias": [],
+        "dns": [],
+        "add_host": [],
+    }
+
+    def __init__(self, image: str, **kw: Any) -> None:
+        self.image = image
+        for k, v in self._DEFAULTS.items():
+            setattr(self, k, list(v) if isinstance(v, list) else v)
+        for k, v in kw.items():
+            if k not in self._DEFAULTS:
+                raise TypeError(f"unknown option {k}")
+            setattr(self, k, v)
 
 
 def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid: str) -> dict[str, Any]:

@@ -35,10 +35,10 @@ class Watched:
 
 class Monitor:
     def __init__(self, root: str, runroot: str) -> None:
-        from pallet.store import Store
+        from pallet.engine.lightstore import LightStore
 
         self.root, self.runroot = root, runroot
-        self.store = Store.open(root, runroot)
+        self.store = LightStore(root, runroot)
         self.conn = db.connection(self.store)
         self.sel = selectors.DefaultSelector()
         self.by_pid: dict[int, Watched] = {}

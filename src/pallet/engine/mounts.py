@@ -12,7 +12,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pallet.engine import volumes
 from pallet.errors import InvalidArgument, NotFound
 
 
@@ -119,6 +118,10 @@ def resolve(conn: sqlite3.Connection, root: str | Path, *, v: list[str], mount: 
         seen.add(m["Destination"])
         out[m["Destination"]] = m
     created: list[str] = []
+    if not out:
+        return [], created
+    from pallet.engine import volumes
+
     try:
         for m in out.values():
             if m["Type"] == "volume":
@@ -136,6 +139,10 @@ def resolve(conn: sqlite3.Connection, root: str | Path, *, v: list[str], mount: 
 
 
 def drop(conn: sqlite3.Connection, root: str | Path, names: list[str]) -> None:
+    if not names:
+        return
+    from pallet.engine import volumes
+
     for n in names:
         try:
             volumes.remove(conn, root, n)

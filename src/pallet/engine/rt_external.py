@@ -84,7 +84,7 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
     except BaseException:
         cleanup(c, dirs)
         raise
-    return {"pid": pid, "cgroup": f"/pallet/{c.id}"}
+    return {"pid": pid}
 
 
 def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
@@ -116,7 +116,9 @@ def freeze(c: Container, dirs: Dirs, on: bool) -> None:
 
 
 def _cgroup(c: Container, ctl: str) -> str:
-    return f"/sys/fs/cgroup/{ctl}/pallet/{c.id}"
+    from pallet.engine.specgen import cgroup_parent
+
+    return f"/sys/fs/cgroup/{ctl}/{cgroup_parent()}/{c.id}"
 
 
 def oom_killed(c: Container, dirs: Dirs) -> bool:

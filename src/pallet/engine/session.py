@@ -150,9 +150,9 @@ def _null() -> Iterator[None]:
 
 @contextmanager
 def open(g: Any) -> Iterator[Session]:  # noqa: A001 - the module's verb
-    from pallet.store import Store
+    from pallet.engine.lightstore import LightStore
 
-    st = Store.open(g.root, g.runroot)
+    st = LightStore(g.root, g.runroot)
     try:
         yield Session(st)
     finally:

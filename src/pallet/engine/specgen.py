@@ -20,6 +20,11 @@ INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/d
 INIT_PATH = "/sbin/docker-init"
 
 
+def cgroup_parent() -> str:
+    """Every container's cgroup is ``/<parent>/<id>`` in each hierarchy (env PALLET_CGROUP_PARENT)."""
+    return os.environ.get("PALLET_CGROUP_PARENT", "pallet").strip("/") or "pallet"
+
+
 def find_in_layers(c: Container, dirs: Dirs, rel: str) -> str | None:
     """The file at ``rel`` as the container sees it (upper dir first, then layers top-first);
     None when missing, whited out, or reached through a symlink."""
@@ -142,7 +147,7 @@ def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None
         cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
         cpu_shares=host.get("CpuShares") or None, pids_limit=host.get("PidsLimit"), tmpfs=tmpfs,
         binds=binds, network="host" if host.get("NetworkMode") == "host" else "none",
-        cgroups_path=f"/pallet/{c.id}",
+        cgroups_path=f"/{cgroup_parent()}/{c.id}",
         annotations={"org.pallet.container.name": c.name})
     if netns:
         for ns in spec["linux"]["namespaces"]:

@@ -10,19 +10,18 @@ import fcntl
 import os
 import struct
 import termios
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Stdio:
-    tty: bool
-    child: tuple[int, int, int]            # fds for the container's 0, 1, 2
-    master: int = -1                       # pty master (tty)
-    out_r: int = -1                        # stdout read end (no tty)
-    err_r: int = -1                        # stderr read end (no tty)
-    in_w: int = -1                         # stdin write end (detached -i)
-    keep: list[object] = field(default_factory=list)  # closed with the stdio (e.g. port reservations)
-    _close_after_start: list[int] = field(default_factory=list)
+    def __init__(self, tty: bool, child: tuple[int, int, int], *, master: int = -1, out_r: int = -1,
+                 err_r: int = -1, in_w: int = -1, _close_after_start: list[int] | None = None) -> None:
+        self.tty = tty
+        self.child = child               # fds for the container's 0, 1, 2
+        self.master = master             # pty master (tty; set by the runtime backend)
+        self.out_r, self.err_r = out_r, err_r  # stdout/stderr read ends (no tty)
+        self.in_w = in_w                 # stdin write end (detached -i)
+        self.keep: list[object] = []     # closed with the stdio (e.g. port reservations)
+        self._close_after_start = _close_after_start or []
 
     @classmethod
     def make(cls, *, tty: bool, stdin: str) -> Stdio:

@@ -1,0 +1,128 @@
+"""A read-only view of the store for the container path (``run``, ``ps``, ``rm``, ``exec``...).
+
+Why: importing ``pallet.store`` loads the whole Store (dataclasses, tempfile, datetime, the
+image and manifest types): ~25 ms of the ~40 ms a ``run --rm`` may cost. Containers only need
+"which image is this name, what is its config, where are its layer trees", which this module
+reads from the store's documented layout (``pallet/store/paths.py``: ``ROOT/db.sqlite`` with
+the ``images``, ``image_layers`` and ``tags`` tables; ``ROOT/layers/<hex>/diff``). Anything it
+does not handle itself (digests, ID prefixes, a missing database) goes to the real
+``Store`` (``full()``), which stays the one authority that writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pallet.errors import NotFound
+
+
+class ImageInfo:
+    """The subset of ``pallet.store.ImageRecord`` the engine uses."""
+
+    __slots__ = ("id", "config", "diff_ids", "size")
+
+    def __init__(self, id: str, config: dict[str, Any], diff_ids: list[str], size: int) -> None:  # noqa: A002
+        self.id, self.config, self.diff_ids, self.size = id, config, diff_ids, size
+
+
+class _Paths:
+    __slots__ = ("root", "runroot")
+
+    def __init__(self, root: str, runroot: str) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.runroot = Path(os.path.abspath(runroot))
+
+
+class LightStore:
+    def __init__(self, root: str, runroot: str) -> None:
+        self.paths = _Paths(root, runroot)
+        self._full: Any = None
+        self._resolved: dict[str, ImageInfo] = {}
+        dbpath = str(self.paths.root / "db.sqlite")
+        if not os.path.exists(dbpath):
+            self.full()  # first use of this root: the Store makes the layout and the schema
+        self.conn = sqlite3.connect(dbpath, timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout=60000")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        os.makedirs(self.paths.root / "containers", exist_ok=True)
+        os.makedirs(self.paths.runroot / "containers", exist_ok=True)
+
+    def full(self) -> Any:
+        """The real ``pallet.store.Store`` (opened on first need)."""
+        if self._full is None:
+            from pallet.store import Store
+
+            self._full = Store.open(self.paths.root, self.paths.runroot)
+        return self._full
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._full is not None:
+            self._full.close()
+
+    def get_image(self, image_id: Any) -> ImageInfo:
+        iid = str(image_id)
+        row = self.conn.execute("SELECT config, size FROM images WHERE id=?", (iid,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such image: {iid}")
+        diff_ids = [r[0] for r in self.conn.execute(
+            "SELECT diff_id FROM image_layers WHERE image_id=? ORDER BY idx", (iid,))]
+        return ImageInfo(iid, json.loads(row[0]), diff_ids, int(row[1]))
+
+    def resolve_image(self, text: str) -> ImageInfo:
+        hit = self._resolved.get(text)
+        if hit is not None:
+            return hit
+        key = _tag_key(text)
+        rec = None
+        if key is not None:
+            row = self.conn.execute("SELECT image_id FROM tags WHERE ref=?", (key,)).fetchone()
+            if row is not None:
+                rec = self.get_image(row[0])
+        if rec is None:  # digests, IDs, unusual names: the store decides
+            rec = self.get_image(self.full().resolve_image(text).id)
+        self._resolved[text] = rec
+        return rec
+
+    def lowerdirs(self, rec: ImageInfo) -> list[Path]:
+        """Layer trees, top layer first (overlayfs order)."""
+        out = []
+        for d in reversed(rec.diff_ids):
+            p = self.paths.root / "layers" / d.split(":", 1)[-1] / "diff"
+            if not os.path.exists(self.paths.root / "layers" / d.split(":", 1)[-1] / "layer.json"):
+                raise NotFound(f"layer {d} not found in the store")
+            out.append(p)
+        return out
+
+
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+
+
+def _tag_key(text: str) -> str | None:
+    """``busybox`` -> ``docker.io/library/busybox:latest`` (the tags table's key) for plain
+    ``[domain/]path[:tag]`` names; None for anything else (digests, IDs), left to the Store."""
+    if "@" in text or text.startswith("sha256:") or not text:
+        return None
+    name, tag = text, "latest"
+    slash = text.rfind("/")
+    colon = text.rfind(":")
+    if colon > slash:
+        name, tag = text[:colon], text[colon + 1:]
+        if not _TAG.fullmatch(tag):
+            return None
+    parts = name.split("/")
+    domain = "docker.io"
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        domain = parts.pop(0)
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if not parts or not all(_COMPONENT.fullmatch(p) for p in parts):
+        return None
+    if domain == "docker.io" and len(parts) == 1:
+        parts.insert(0, "library")
+    return f"{domain}/{'/'.join(parts)}:{tag}"
