@@ -138,14 +138,14 @@ def test_push_uncompressed_layout_streams_gzip(reg, busybox_tar: Path, tmp_path:
     with open_archive(str(layout), str(tmp_path)) as images, Registry(reg.host) as r:
         img = images[0].image
         repo = r.repo("gz/bb", push=True)
-        digest, _ = push_image(repo, img, "1", gzip_cache=Cache(), tmpdir=tmp_path)
+        digest, _ = push_image(repo, img, "1", gzip_cache=Cache())
         got = resolve(r.repo("gz/bb"), "1").image
         assert got.digest() == digest
         assert got.manifest().layers[0].media_type == mt.OCI_LAYER_GZIP
         _diff_ids_match(got)
         assert len(cache) == 1
         # second push: the cache + HEAD skip compression entirely
-        d2, _ = push_image(r.repo("gz/bb", push=True), img, "2", gzip_cache=Cache(), tmpdir=tmp_path)
+        d2, _ = push_image(r.repo("gz/bb", push=True), img, "2", gzip_cache=Cache())
         assert d2 == digest
     assert not list(tmp_path.glob(".push-gzip-*"))
     out = skopeo("copy", "--src-tls-verify=false", f"docker://{reg.host}/gz/bb:1", f"oci:{tmp_path}/out:x")
@@ -186,7 +186,7 @@ def test_token_auth(token_reg, busybox_tar: Path, tmp_path: Path, no_creds: Path
 
     with open_archive(str(layout), str(tmp_path)) as images, Registry(token_reg.host) as r:
         n0 = len(issuer.requests)
-        digest, _ = push_image(r.repo("t/bb", push=True), images[0].image, "1", tmpdir=tmp_path)
+        digest, _ = push_image(r.repo("t/bb", push=True), images[0].image, "1")
         pushed = issuer.requests[n0:]
         # one token for the push scope, reused for every request (cached per scope)
         assert [q["scopes"] for q in pushed if q["scopes"]] == [["repository:t/bb:pull,push"]]
@@ -265,7 +265,7 @@ def test_tls_with_certs_d(busybox_tar: Path, tmp_path: Path, no_creds: Path,
 
         with open_archive(str(layout), str(tmp_path)) as images, Registry(r.host) as reg:
             assert reg.endpoint.scheme == "https" and reg.endpoint.verify
-            digest, _ = push_image(reg.repo("tls/bb", push=True), images[0].image, "1", tmpdir=tmp_path)
+            digest, _ = push_image(reg.repo("tls/bb", push=True), images[0].image, "1")
         monkeypatch.setenv("PALLET_CERTS_D", str(tmp_path / "none"))
         with Registry(r.host, tls_verify=True) as reg:
             with pytest.raises(Unavailable, match="certificate"):

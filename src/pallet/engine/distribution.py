@@ -185,12 +185,11 @@ def push(store: Store, src: str, dest: str | None = None, *, tls_verify: bool | 
     mounts = [r.path for r in list(rec.repo_digests) + list(rec.repo_tags)
               if r.domain == target.domain and r.path != target.path]
     progress.message(f"The push refers to repository [{target.name if target.domain != DEFAULT_DOMAIN else 'docker.io/' + target.path}]")
-    tmp = Path(store.paths.tmp)
     cache = _GzipCache(Path(store.paths.root) / "push-gzip-cache.json") if hasattr(store.paths, "root") else None
     with Registry(target.domain, tls_verify=tls_verify) as reg:
         repo = reg.repo(target.path, push=True)
         digest, size = push_image(repo, image, ref_str, parallel=parallel, mount_from=list(dict.fromkeys(mounts)),
-                                  gzip_cache=cache, tmpdir=tmp, progress=progress, chunk_size=chunk_size)
+                                  gzip_cache=cache, progress=progress, chunk_size=chunk_size)
     progress.message(f"{target.tag or 'latest'}: digest: {digest} size: {size}")
     return target, digest, size
 

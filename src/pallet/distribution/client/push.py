@@ -9,11 +9,9 @@ knows their compressed digest and the registry has that blob. Then the config, t
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import IO, Protocol
 
 from pallet.errors import Unavailable
@@ -44,7 +42,7 @@ UPLOAD_ATTEMPTS = 3  # a whole-blob upload is restarted (new session) after a dr
 
 
 def _push_layer(repo: Repository, layer: Layer, desc: Descriptor, mount_from: Sequence[str],
-                cache: GzipCache | None, tmpdir: Path, progress: Progress, chunk_size: int) -> Descriptor:
+                cache: GzipCache | None, progress: Progress, chunk_size: int) -> Descriptor:
     for attempt in range(UPLOAD_ATTEMPTS):
         try:
             return _push_layer_once(repo, layer, desc, mount_from, cache, progress, chunk_size)
@@ -107,7 +105,7 @@ def _upload(repo: Repository, desc: Descriptor, opener: Callable[[], IO[bytes]],
 
 def push_image(repo: Repository, image: Image, ref: str, *, parallel: int = 3,
                mount_from: Sequence[str] = (), gzip_cache: GzipCache | None = None,
-               tmpdir: Path | None = None, progress: Progress | None = None,
+               progress: Progress | None = None,
                chunk_size: int = 0) -> tuple[Digest, int]:
     """Push ``image`` as ``repo:ref`` (a tag, or its digest). Returns the manifest digest and
     size (the manifest may differ from ``image.raw_manifest()`` when layers were compressed)."""
@@ -116,11 +114,10 @@ def push_image(repo: Repository, image: Image, ref: str, *, parallel: int = 3,
     repo.t.authorization(repo.scopes)  # fail on missing credentials before compressing anything
     man = image.manifest()
     layers = image.layers()
-    tmp = tmpdir or Path(tempfile.gettempdir())
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="push") as ex:
         for d in man.layers:
             progress.status(d.digest.short, "Preparing")
-        futs = [ex.submit(_push_layer, repo, layer, d, mount_from, gzip_cache, tmp, progress, chunk_size)
+        futs = [ex.submit(_push_layer, repo, layer, d, mount_from, gzip_cache, progress, chunk_size)
                 for layer, d in zip(layers, man.layers, strict=True)]
         new_layers = tuple(f.result() for f in futs)
     raw_cfg = image.raw_config()
