@@ -61,17 +61,23 @@ wait_up "$PPORT"; wait_up "$DPORT"
 
 rate() { wrk -t2 -c16 -d"${DUR}s" "http://127.0.0.1:$1/index.html" | awk '/Requests\/sec/ {print $2}'; }
 thru() { wrk -t2 -c8 -d"${DUR}s" "http://127.0.0.1:$1/big" | awk '/Transfer\/sec/ {v=$2; u=substr(v,length(v)-1); n=substr(v,1,length(v)-2); if(u=="GB") n*=1024; if(u=="KB") n/=1024; print n}'; }
-
-echo "connections/s through 127.0.0.1:PORT (busybox httpd: one connection per request, wrk -c16, ${DUR}s)"
-PR=$(rate "$PPORT"); DR=$(rate "$DPORT")
-echo "  pallet (DNAT)        $PR req/s"
-echo "  docker (docker-proxy) $DR req/s"
-echo "  ratio pallet/docker  $(awk -v a="$PR" -v b="$DR" 'BEGIN{printf "%.2fx", a/b}')"
-echo "throughput, 1 MiB file (wrk -c8, ${DUR}s)"
-PT=$(thru "$PPORT"); DT=$(thru "$DPORT")
-echo "  pallet (DNAT)        $PT MB/s"
-echo "  docker (docker-proxy) $DT MB/s"
-echo "  ratio pallet/docker  $(awk -v a="$PT" -v b="$DT" 'BEGIN{printf "%.2fx", a/b}')"
+med() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# interleaved runs (pallet, docker, pallet, ...), medians: this machine is shared and noisy
+ROUNDS=${ROUNDS:-3}
+: > "$WORK/pr"; : > "$WORK/dr"; : > "$WORK/pt"; : > "$WORK/dt"
+for _ in $(seq "$ROUNDS"); do
+  rate "$PPORT" >> "$WORK/pr"; rate "$DPORT" >> "$WORK/dr"
+  thru "$PPORT" >> "$WORK/pt"; thru "$DPORT" >> "$WORK/dt"
+done
+PR=$(med < "$WORK/pr"); DR=$(med < "$WORK/dr"); PT=$(med < "$WORK/pt"); DT=$(med < "$WORK/dt")
+echo "connections/s through 127.0.0.1:PORT (busybox httpd: one connection per request; wrk -c16, ${DUR}s, median of $ROUNDS)"
+echo "  pallet (kernel DNAT)   $PR req/s   (runs: $(tr '\n' ' ' < "$WORK/pr"))"
+echo "  docker (docker-proxy)  $DR req/s   (runs: $(tr '\n' ' ' < "$WORK/dr"))"
+echo "  ratio pallet/docker    $(awk -v a="$PR" -v b="$DR" 'BEGIN{printf "%.2fx", a/b}')"
+echo "throughput, 1 MiB file (wrk -c8, ${DUR}s, median of $ROUNDS)"
+echo "  pallet (kernel DNAT)   $PT MB/s   (runs: $(tr '\n' ' ' < "$WORK/pt"))"
+echo "  docker (docker-proxy)  $DT MB/s   (runs: $(tr '\n' ' ' < "$WORK/dt"))"
+echo "  ratio pallet/docker    $(awk -v a="$PT" -v b="$DT" 'BEGIN{printf "%.2fx", a/b}')"
 
 # attach cost per container: veth + address + route into a fresh netns, on an active bridge
 echo "attach+detach cost per container (bridge already up; 20 netns)"

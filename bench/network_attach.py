@@ -3,14 +3,21 @@
   none   : a new netns made and pinned (what any container costs; the runtime does it)
   bridge : import pallet.network.api + the same netns + setup (IPAM, veth, address, route)
            + teardown (release; the kernel removes the veth with the netns)
+Both first import the stdlib modules an engine's run path has loaded anyway.
 
 Usage: python bench/network_attach.py none|bridge ROOT RUNROOT  (run by bench/network.sh)
 """
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import sys
+
+# what an engine's run path has imported anyway, so the figure is what networking adds
+for _m in ("contextlib", "dataclasses", "fcntl", "json", "pathlib", "re", "signal", "socket", "sqlite3",
+           "struct", "subprocess", "typing"):
+    importlib.import_module(_m)
 
 mode, root, run = sys.argv[1], sys.argv[2], sys.argv[3]
 path = os.path.join(run, "netns", f"bench{os.getpid()}")
@@ -32,4 +39,4 @@ else:
     try:
         api.setup(root, run, cid, path)
     finally:
-        api.teardown(root, run, cid, path)
+        api.teardown(root, run, cid, path, networks=["bridge"])

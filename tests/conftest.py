@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +62,20 @@ class Pallet:
 
 
 @pytest.fixture
-def pallet(tmp_path: Path) -> Pallet:
+def pallet(tmp_path: Path) -> Iterator[Pallet]:
     root = tmp_path / "root"
     runroot = tmp_path / "run"
-    return Pallet(root, runroot)
+    yield Pallet(root, runroot)
+    _prune_networks(root, runroot)
+
+
+def _prune_networks(root: Path, runroot: Path) -> None:
+    """Take down the bridges and nft rules a test's root activated (left up otherwise: a
+    network stays active until ``network rm``/``prune``), so tests leave the host as found."""
+    if IS_ROOT and (root / "networks").is_dir():
+        from pallet.network.manager import Networks
+
+        Networks(root, runroot).prune()
 
 
 def make_busybox_rootfs(dest: Path) -> Path:

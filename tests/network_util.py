@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-_DOCKER = re.compile(r"docker|DOCKER|172\.17\.|^veth[0-9a-f]{7}$")
+# other engines on this host (the anchor dockerd, private dockerds, podman's netavark)
+_DOCKER = re.compile(r"docker|DOCKER|NETAVARK|netavark|CNI-|172\.17\.|^veth[0-9a-f]{7}$")
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -120,10 +121,14 @@ def snapshot(prefix: str | None = None, root: str | None = None) -> dict[str, ob
              if x["ifname"] not in foreign]
     addrs = [{"ifname": x.get("ifname"), "addr": [(a.get("local"), a.get("prefixlen")) for a in x.get("addr_info", [])]}
              for x in json.loads(sh("ip", "-j", "addr").stdout) if x.get("ifname") not in foreign]
-    routes = [r for r in json.loads(sh("ip", "-j", "route").stdout) if r.get("dev") not in foreign]
+    all_routes = json.loads(sh("ip", "-j", "route").stdout)
+    routes = [r for r in all_routes if r.get("dev") not in foreign]
+    # rules naming a foreign bridge or its subnet belong to whoever made that bridge
+    marks = {f'"{b}"' for b in foreign_br} | {f" {b} " for b in foreign_br}
+    marks |= {r["dst"] for r in all_routes if r.get("dev") in foreign_br and "/" in r.get("dst", "")}
 
     def mine(ln: str) -> bool:
-        if _DOCKER.search(ln):
+        if _DOCKER.search(ln) or any(m in f" {ln} " for m in marks):
             return False
         if "PALLET-" in ln:
             return names is not None and any(c in ln.split() or f":{c}" in ln.split()

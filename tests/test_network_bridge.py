@@ -153,3 +153,20 @@ def test_cli_errors_are_one_line(pallet) -> None:  # type: ignore[no-untyped-def
         r = pallet.fail(*args)
         assert msg in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert "bridge" in pallet("network", "ls").out
+
+
+def test_a_foreign_device_with_the_bridge_name_is_left_alone(net: Endpoints) -> None:
+    import subprocess
+
+    bridge = net.ensure_default().bridge
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)  # another root's, say
+    try:
+        with netnses(f"pf{TAG}") as (a,):
+            with pytest.raises(Conflict, match="not this network's bridge"):
+                net.attach("bridge", "f" * 64, a.path)
+            assert net.store.endpoints("bridge") == {}
+            assert "eth0" not in a.exec("ip", "-br", "link").stdout
+        net.prune()
+        assert os.path.exists(f"/sys/class/net/{bridge}")  # prune did not take it
+    finally:
+        subprocess.run(["ip", "link", "del", bridge], check=False)

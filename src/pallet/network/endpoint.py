@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
 from pallet.network import etcfiles, ipam, links, ports
-from pallet.network.manager import DEFAULT_NETWORK, Networks
+from pallet.network.manager import DEFAULT_NETWORK, Networks, check_owned
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
 
 
@@ -60,6 +60,7 @@ class Endpoints(Networks):
         try:
             with self.store.locked():
                 net = self.store.get(net.name)  # still there?
+                check_owned(net)
                 state = self.store.alloc_state(net.name)
                 if container_id in state.get("endpoints", {}):
                     raise Conflict(f"container {name or container_id[:12]} is already connected to network"
@@ -75,9 +76,10 @@ class Endpoints(Networks):
                 state.setdefault("endpoints", {})[container_id] = ep.to_json()
                 self.store.put_alloc_state(net.name, state)
                 try:
-                    if not os.path.exists(f"/sys/class/net/{net.bridge}"):
-                        self.activate(net)
-                    elif claimed:
+                    activated = not os.path.exists(f"/sys/class/net/{net.bridge}")
+                    if activated:
+                        self.activate(net)  # renders the firewall, ports included
+                    if claimed and not activated:
                         self.apply_firewall(forward_changed=False)
                     self._update_hosts(net)
                 except BaseException:

@@ -40,6 +40,27 @@ def bridge_exists(bridge: str) -> bool:
     return os.path.exists(f"/sys/class/net/{bridge}")
 
 
+def bridge_mac(net: NetworkConfig) -> str:
+    """The MAC pallet gives a network's bridge: derived from the network id, so that the
+    device can be told apart from a same-named one of another root or program."""
+    return "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
+
+
+def owned(net: NetworkConfig) -> bool:
+    """True unless a device named like the network's bridge exists with another MAC."""
+    try:
+        with open(f"/sys/class/net/{net.bridge}/address") as f:
+            return f.read().strip() == bridge_mac(net)
+    except FileNotFoundError:
+        return True
+
+
+def check_owned(net: NetworkConfig) -> None:
+    if not owned(net):
+        raise Conflict(f"device {net.bridge} of network {net.name} exists but is not this network's bridge"
+                       " (another pallet root or program made it)")
+
+
 class Networks:
     """Network operations on one pallet root. Mutations take the store lock."""
 
@@ -62,8 +83,11 @@ class Networks:
         with self.store.locked():
             if self.store.exists(DEFAULT_NETWORK):
                 return self.store.get(DEFAULT_NETWORK)
+            # pallet0 unless a device of that name exists already (another root's): then the
+            # first free palletN, as for user networks
+            name = os.environ.get("PALLET_BRIDGE_NAME") or (None if bridge_exists(DEFAULT_BRIDGE) else DEFAULT_BRIDGE)
             return self._create(DEFAULT_NETWORK, os.environ.get("PALLET_BRIDGE_SUBNET"), None, False, {},
-                                bridge=os.environ.get("PALLET_BRIDGE_NAME") or DEFAULT_BRIDGE)
+                                bridge=name)
 
     def list(self) -> list[dict[str, Any]]:
         self.ensure_default()
@@ -86,6 +110,8 @@ class Networks:
             raise Conflict(f"network {name} is a predefined network")
         if gateway and not subnet:
             raise InvalidArgument("--gateway needs --subnet")
+        if subnet:  # bad input is reported before anything is made
+            subnets.parse_gateway(gateway, subnets.parse_subnet(subnet))
         self.ensure_default()
         with self.store.locked():
             if self.store.exists(name):
@@ -145,7 +171,7 @@ class Networks:
 
     # host state ------------------------------------------------------------------------
     def active(self) -> list[NetworkConfig]:
-        return [n for n in self.store.all() if bridge_exists(n.bridge)]
+        return [n for n in self.store.all() if bridge_exists(n.bridge) and owned(n)]
 
     def apply_firewall(self, forward_changed: bool, extra: NetworkConfig | None = None,
                        without: str | None = None) -> None:
@@ -168,7 +194,7 @@ class Networks:
 
         from pallet.network import links
 
-        mac = "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
+        mac = bridge_mac(net)
         sub = ipaddress.ip_network(net.subnet)
         be = links.backend()
         # raises with nothing made (EEXIST included: then the bridge is not ours to delete)
@@ -188,6 +214,10 @@ class Networks:
     def _deactivate(self, net: NetworkConfig) -> None:
         if not bridge_exists(net.bridge):
             return
+        try:
+            check_owned(net)
+        except Conflict:
+            return  # not ours: leave it alone
         from pallet.network import links
 
         links.backend().link_delete(net.bridge)

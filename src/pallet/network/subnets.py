@@ -15,7 +15,7 @@ from pallet.errors import Conflict, InvalidArgument, Unavailable
 
 # podman's choices: 10.88.0.0/16 for the default network, 10.89.N.0/24 for user networks;
 # docker's default 172.17.0.0/16 is avoided (docker0 holds it on this machine).
-DEFAULT_POOL = ("10.88.0.0/16", "10.87.0.0/16", "10.86.0.0/16", "172.30.0.0/16")
+DEFAULT_POOL = tuple(f"10.{n}.0.0/16" for n in range(88, 79, -1)) + ("172.30.0.0/16", "172.31.0.0/16")
 USER_POOL_BASE = ipaddress.ip_network("10.89.0.0/16")
 USER_PREFIX = 24
 
