@@ -20,7 +20,7 @@ class BytesLayer:
                  diff_id: Digest | None = None) -> None:
         self.tar = tar
         if compression == "gzip":
-            self.blob = gzip.compress(tar, 1)
+            self.blob = gzip.compress(tar, 1, mtime=0)
             self._mt = mt.OCI_LAYER_GZIP
         elif compression == "zstd":
             import zstandard

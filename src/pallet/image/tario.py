@@ -110,24 +110,49 @@ class TarReader:
 
     # -- buffer -----------------------------------------------------------------------------
     def _more(self) -> bool:
+        """Replace the (fully consumed) buffer with the next chunk."""
         if self._eof:
             return False
         b = self._read(self._chunk)
         if not b:
             self._eof = True
             return False
-        rest = len(self._buf) - self._pos
-        self._buf = self._buf[self._pos:] + b if rest else b
-        self._pos = 0
+        self._buf, self._pos = b, 0
         return True
 
     def _take(self, n: int) -> bytes:
-        while len(self._buf) - self._pos < n:
+        """``n`` bytes; across chunks only those bytes are copied (never a whole chunk)."""
+        buf, p = self._buf, self._pos
+        have = len(buf) - p
+        if have >= n:
+            self._pos = p + n
+            return buf[p:p + n]
+        parts = [buf[p:]]
+        need = n - have
+        while need:
+            self._buf, self._pos = b"", 0
             if not self._more():
                 raise DataCorruption("tar stream is truncated")
-        p = self._pos
-        self._pos = p + n
-        return self._buf[p:p + n]
+            b = self._buf
+            k = min(need, len(b))
+            parts.append(b[:k])
+            self._pos = k
+            need -= k
+        return b"".join(parts)
+
+    def _header_slow(self) -> tuple[bytes, int] | None:
+        """The next header when fewer than 512 bytes are buffered; None at a clean EOF."""
+        if len(self._buf) == self._pos:
+            self._buf, self._pos = b"", 0
+            if not self._more():
+                return None
+            if len(self._buf) >= BLOCK:
+                self._pos = BLOCK
+                return self._buf, 0
+        try:
+            return self._take(BLOCK), 0
+        except DataCorruption:
+            raise DataCorruption("tar stream is truncated inside a header") from None
 
     def _skip(self, n: int) -> None:
         while n:
@@ -213,10 +238,14 @@ class TarReader:
             if self._left or self._pad:
                 self._skip(self._left + self._pad)
                 self._left = self._pad = 0
-            if len(self._buf) - self._pos < BLOCK and not self._more_header():
-                return  # EOF at a header boundary: tolerated as the end (tar -x does)
             buf, p = self._buf, self._pos
-            self._pos = p + BLOCK
+            if len(buf) - p >= BLOCK:
+                self._pos = p + BLOCK
+            else:
+                got = self._header_slow()
+                if got is None:
+                    return  # EOF at a header boundary: tolerated as the end (tar -x does)
+                buf, p = got
             (name, mode, uid, gid, size, mtime, chk, tb, linkname, magic, _ver, _un, _gn, dmaj, dmin,
              prefix) = unpack(buf, p)
             if not name[0] and buf[p:p + BLOCK] == _ZERO:
@@ -273,14 +302,6 @@ class TarReader:
                 pax = None
             longname = longlink = None
             yield e
-
-    def _more_header(self) -> bool:
-        while len(self._buf) - self._pos < BLOCK:
-            if not self._more():
-                if len(self._buf) - self._pos:
-                    raise DataCorruption("tar stream is truncated inside a header")
-                return False
-        return True
 
     @staticmethod
     def _apply_pax(e: TarEntry, pax: dict[str, bytes]) -> None:

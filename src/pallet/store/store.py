@@ -119,11 +119,14 @@ class Store:
         created: list[tuple[str, Digest]] = []
         try:
             with self.lock.shared():
-                return self._write_image(img, tags, repo_digests, created)
+                rec = self._write_image(img, tags, repo_digests, created)
         except BaseException:
             if created:
                 gc.rollback(self, created)
             raise
+        if created:  # another process stored the same image meanwhile: ours are spare copies
+            gc.rollback(self, created)
+        return rec
 
     def _write_image(self, img: Image, tags: Sequence[Reference], repo_digests: Sequence[Reference],
                      created: list[tuple[str, Digest]]) -> ImageRecord:
@@ -170,6 +173,7 @@ class Store:
             raise DataCorruption(f"image {image_id}: manifest lists {len(descs)} layers, expected {len(layers)}")
         with self.db.write() as c:
             if not c.execute("SELECT 1 FROM images WHERE id=?", (str(image_id),)).fetchone():
+                created.clear()  # referenced by the rows below: nothing to roll back
                 c.execute("INSERT INTO images VALUES (?,?,?,?,?,?,?)",
                           (str(image_id), str(mdigest), manifest.media_type, raw_config.decode(),
                            str(config.get("created") or ""), sum(sizes), _now()))
@@ -179,7 +183,6 @@ class Store:
                     c.execute("INSERT OR IGNORE INTO layers VALUES (?,?,0)", (str(d), sz))
                     c.execute("UPDATE layers SET refcount=refcount+1 WHERE diff_id=?", (str(d),))
             self._names(c, image_id, tags, repo_digests)
-        created.clear()  # referenced by rows now: nothing to roll back
         return self.get_image(image_id)
 
     @staticmethod
