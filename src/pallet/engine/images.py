@@ -50,7 +50,7 @@ def import_image(st: Store, path: str, ref: str | None = None, changes: Sequence
     tag = parse_ref(ref) if ref else None
     plat = Platform.parse(platform) if platform else None
     apply_changes({}, changes)  # reject bad --change lines before reading anything
-    with rootfs_layer(path, str(st.paths.tmp), stdin) as layer:
+    with rootfs_layer(path, lambda: st.temp_dir("import-"), stdin) as layer:
         cfg = import_config(layer.diff_id(), changes=changes, message=message,
                             source="-" if path == "-" else path, platform=plat)
         img = _store_fed(StaticImage(config_json(cfg), [layer]))
@@ -81,7 +81,7 @@ def load(st: Store, path: str, stdin: BinaryIO | None = None) -> list[str]:
     from pallet.image.sources import open_archive
 
     lines: list[str] = []
-    with open_archive(path, str(st.paths.tmp), stdin) as images:
+    with open_archive(path, lambda: st.temp_dir("load-"), stdin) as images:
         for named in images:
             new_id = named.image.config_digest()
             for t in named.tags:

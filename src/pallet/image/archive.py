@@ -13,7 +13,9 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from typing import BinaryIO
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, BinaryIO
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 
@@ -85,6 +87,32 @@ class TarIndex:
             raise InvalidArgument(f"{self.what}: {name} is {m.size} bytes, over the {cap}-byte limit")
         with self.open(name) as f:
             return f.read()
+
+
+class TempPlace:
+    """Where spools go: a directory, or a factory of context managers that yield one (such as
+    ``Store.temp_dir``: flock'ed, so no cleaner removes it while in use). A factory is entered
+    lazily, on the first ``dir()``, and exited by ``close()``: a load from a plain file makes
+    no temp dir at all."""
+
+    def __init__(self, where: str | os.PathLike[str] | Callable[[], AbstractContextManager[Any]]) -> None:
+        self._where = where
+        self._cm: AbstractContextManager[Any] | None = None
+        self._dir: str | None = None
+
+    def dir(self) -> str:
+        if self._dir is None:
+            if callable(self._where):
+                self._cm = self._where()
+                self._dir = os.fspath(self._cm.__enter__())
+            else:
+                self._dir = os.fspath(self._where)
+        return self._dir
+
+    def close(self) -> None:
+        cm, self._cm, self._dir = self._cm, None, None
+        if cm is not None:
+            cm.__exit__(None, None, None)
 
 
 def spool(src: BinaryIO, tmpdir: str | os.PathLike[str], decompress_as: str = "") -> str:

@@ -11,28 +11,31 @@ import hashlib
 import os
 import sys
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, BinaryIO
 
 from pallet.errors import InvalidArgument, NotFound
 from pallet.oci.digest import Digest
 
-from .archive import sniff_archive, spool
+from .archive import TempPlace, sniff_archive, spool
 from .layer import BlobLayer, docker_layer_type
 from .streams import CHUNK, Verifying, decompress
 
 
 @contextmanager
-def rootfs_layer(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Iterator[BlobLayer]:
+def rootfs_layer(path: str, tmpdir: str | Callable[[], AbstractContextManager[Any]],
+                 stdin: BinaryIO | None = None) -> Iterator[BlobLayer]:
+    """``tmpdir``: a directory or a lazily entered factory of one (see archive.TempPlace)."""
     temps: list[str] = []
+    place = TempPlace(tmpdir)
     what = "stdin" if path == "-" else path
     try:
         if path == "-":
             src = stdin if stdin is not None else sys.stdin.buffer
             if hasattr(src, "fileno") and os.isatty(src.fileno()):
                 raise InvalidArgument("import from stdin, but stdin is a terminal")
-            temps.append(spool(src, tmpdir))
+            temps.append(spool(src, place.dir()))
             path = temps[-1]
         elif not os.path.isfile(path):
             if os.path.exists(path):
@@ -42,7 +45,7 @@ def rootfs_layer(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
             kind = sniff_archive(f.read(6))
         if kind in ("xz", "bzip2"):
             with open(path, "rb") as f:
-                temps.append(spool(f, tmpdir, kind))
+                temps.append(spool(f, place.dir(), kind))
             path, kind = temps[-1], ""
         size = os.path.getsize(path)
         if size == 0:
@@ -56,6 +59,7 @@ def rootfs_layer(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
                 os.unlink(t)
             except FileNotFoundError:
                 pass
+        place.close()
 
 
 def _check_tar_header(block: bytes, what: str) -> None:

@@ -11,22 +11,24 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 
-from .archive import TarIndex, sniff_archive, spool
+from .archive import TarIndex, TempPlace, sniff_archive, spool
 from .docker_archive import is_docker_archive, read_docker_archive
 from .oci_layout import DirSource, is_oci_layout, read_oci_layout
 from .static import NamedImage
 
 
 @contextmanager
-def open_archive(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Iterator[list[NamedImage]]:
-    """``path`` is a file, a directory (OCI layout) or ``-`` (stdin)."""
+def open_archive(path: str, tmpdir: str | Callable[[], AbstractContextManager[Any]],
+                 stdin: BinaryIO | None = None) -> Iterator[list[NamedImage]]:
+    """``path`` is a file, a directory (OCI layout) or ``-`` (stdin). ``tmpdir``: see TempPlace."""
     temps: list[str] = []
+    place = TempPlace(tmpdir)
     try:
         if path == "-":
             src = stdin if stdin is not None else sys.stdin.buffer
@@ -34,7 +36,7 @@ def open_archive(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
                 raise InvalidArgument("requested load from stdin, but stdin is empty (a terminal)")
             head = _peek(src)
             kind = sniff_archive(head)
-            temps.append(spool(cast(BinaryIO, _Prefixed(head, src)), tmpdir, kind))
+            temps.append(spool(cast(BinaryIO, _Prefixed(head, src)), place.dir(), kind))
             real, what = temps[-1], "stdin"
         else:
             try:
@@ -51,7 +53,7 @@ def open_archive(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
                 kind = sniff_archive(f.read(6))
                 if kind:
                     f.seek(0)
-                    temps.append(spool(f, tmpdir, kind))
+                    temps.append(spool(f, place.dir(), kind))
             real, what = (temps[-1] if kind else path), path
         if os.path.getsize(real) == 0:
             raise DataCorruption(f"{what}: empty archive")
@@ -69,6 +71,7 @@ def open_archive(path: str, tmpdir: str, stdin: BinaryIO | None = None) -> Itera
                 os.unlink(t)
             except FileNotFoundError:
                 pass
+        place.close()
 
 
 def _peek(src: BinaryIO) -> bytes:
