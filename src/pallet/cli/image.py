@@ -97,14 +97,23 @@ GROUP = {"ls": _args_ls, "list": _args_ls, "import": _args_import, "load": _args
          "history": _args_history, "inspect": _args_inspect, "prune": _args_prune}
 
 
+HELP = {
+    _args_ls: "list images", _args_import: "import a rootfs tarball as an image",
+    _args_load: "load images from a docker-archive or oci-archive", _args_save: "save images to an archive",
+    _args_tag: "create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", _args_rmi: "remove images",
+    _args_history: "show the history of an image", _args_inspect: "show images as JSON",
+    _args_prune: "remove unused images",
+}
+
+
 def add_parser(sub: Any) -> None:
     for verb, fn in TOP.items():
-        p = sub.add_parser(verb, help=f"{verb} (docker-compatible)")
+        p = sub.add_parser(verb, help=HELP[fn], description=HELP[fn])
         p.set_defaults(func=fn(p))
     grp = sub.add_parser("image", help="manage images")
     gsub = grp.add_subparsers(dest="image_verb", metavar="COMMAND", parser_class=type(grp))
     for verb, fn in GROUP.items():
-        p = gsub.add_parser(verb)
+        p = gsub.add_parser(verb, help=HELP[fn], description=HELP[fn])
         p.set_defaults(func=fn(p))
 
 
