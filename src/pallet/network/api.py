@@ -148,9 +148,10 @@ def disconnect(root: str, runroot: str, container_id: str, network: str) -> None
     Endpoints(root, runroot).detach(network, container_id, unplug=True)
 
 
-def refresh_hosts(root: str, runroot: str, container_id: str) -> None:
-    """Write the peers section of the container's own hosts file (call after writing the file)."""
-    Endpoints(root, runroot).refresh_hosts(container_id)
+def refresh_hosts(root: str, runroot: str, container_id: str, networks: Iterable[str] | None = None) -> None:
+    """Write the peers section of the container's own hosts file (call after writing the file).
+    Pass NETWORKS (``info["networks"]`` keys) to skip work: on ``bridge`` alone it is a no-op."""
+    Endpoints(root, runroot).refresh_hosts(container_id, networks)
 
 
 def teardown(root: str, runroot: str, container_id: str, netns: str | None = None,

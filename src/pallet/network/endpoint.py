@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
-from pallet.network import etcfiles, ipam, links, ports
+from pallet.network import ipam, links, ports
 from pallet.network.manager import DEFAULT_NETWORK, Networks, check_owned
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
 
@@ -116,7 +116,9 @@ class Endpoints(Networks):
         if ep.ports and os.path.exists(f"/sys/class/net/{net.bridge}"):
             self.apply_firewall(forward_changed=False)
         self._update_hosts(net)
-        if ep.hosts_path:
+        if ep.hosts_path and net.name != DEFAULT_NETWORK:
+            from pallet.network import etcfiles
+
             etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(container_id))
         return ep
 
@@ -176,8 +178,16 @@ class Endpoints(Networks):
                 out.append((ep.ip, list(dict.fromkeys(names))))
         return out
 
-    def refresh_hosts(self, container_id: str) -> None:
-        """Rewrite the peers section of this container's own hosts file(s)."""
+    def refresh_hosts(self, container_id: str, networks: Iterable[str] | None = None) -> None:
+        """Rewrite the peers section of this container's own hosts file(s). NETWORKS (the
+        container's networks, if the caller knows them) saves a scan; the default bridge has
+        no peers section to fill."""
+        if networks is not None:
+            networks = [n for n in networks if n != DEFAULT_NETWORK]
+            if not networks:
+                return
+        from pallet.network import etcfiles
+
         for _net, ep in self.store.endpoints_of(container_id):
             if ep.hosts_path:
                 etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(container_id))
@@ -185,6 +195,8 @@ class Endpoints(Networks):
     def _update_hosts(self, net: NetworkConfig) -> None:
         if net.name == DEFAULT_NETWORK:
             return
+        from pallet.network import etcfiles
+
         for cid, ep in self.store.endpoints(net.name).items():
             if ep.hosts_path:
                 etcfiles.rewrite_peers(ep.hosts_path, self.peers_of(cid))

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from pallet.errors import Conflict, InvalidArgument, NotFound
-from pallet.network import subnets
 from pallet.network.model import (
     DEFAULT_BRIDGE,
     DEFAULT_NETWORK,
@@ -110,6 +109,8 @@ class Networks:
             raise Conflict(f"network {name} is a predefined network")
         if gateway and not subnet:
             raise InvalidArgument("--gateway needs --subnet")
+        from pallet.network import subnets  # not on the run path
+
         if subnet:  # bad input is reported before anything is made
             subnets.parse_gateway(gateway, subnets.parse_subnet(subnet))
         self.ensure_default()
@@ -120,6 +121,8 @@ class Networks:
 
     def _create(self, name: str, subnet: str | None, gateway: str | None, internal: bool,
                 labels: dict[str, str], bridge: str | None = None) -> NetworkConfig:
+        from pallet.network import subnets
+
         nets = self.store.all()
         taken = [(n.name, n.subnet) for n in nets]
         routes = subnets.host_routes()
