@@ -132,8 +132,7 @@ def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False
     """Write the layer tar of ``upper`` to ``out`` (not closed); returns its digest and size.
     ``exclude``: relative paths left out (see engine_mountpoints)."""
     hw = _HashWriter(out)
-    tf = tarfile.open(fileobj=hw, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
-                      copybufsize=CHUNK)
+    tf = _Tar(hw)
     links: dict[tuple[int, int], str] = {}
     n = 0
     try:
@@ -184,8 +183,66 @@ def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False
         # (so an empty layer has docker's well-known diff-id sha256:5f70bf18...)
         hw.write(b"\0" * 1024)
     finally:
-        tf.closed = True
+        pass
     return TarResult("sha256:" + hw.h.hexdigest(), hw.size, n)
+
+
+class _Tar:
+    """Writes members: a plain ustar header built directly when the member fits one (most
+    do: ~20x cheaper than tarfile's), else tarfile's PAX header (long names, xattrs, UTF-8)."""
+
+    def __init__(self, out: _HashWriter) -> None:
+        self.out = out
+
+    def addfile(self, ti: tarfile.TarInfo, f: BinaryIO | None = None) -> None:
+        hdr = _ustar(ti)
+        self.out.write(hdr if hdr is not None else ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if f is None or ti.type != tarfile.REGTYPE or not ti.size:
+            return
+        left = ti.size
+        while left:
+            b = f.read(min(CHUNK, left))
+            if not b:
+                raise OSError(f"{ti.name}: file shrank while being archived")
+            self.out.write(b)
+            left -= len(b)
+        pad = (-ti.size) % 512
+        if pad:
+            self.out.write(b"\0" * pad)
+
+
+def _num(n: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, n)
+
+
+def _ustar(ti: tarfile.TarInfo) -> bytes | None:
+    if ti.pax_headers:
+        return None
+    try:
+        name = ti.name.encode("ascii")
+        link = ti.linkname.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+    if ti.type == tarfile.DIRTYPE and not name.endswith(b"/"):
+        name += b"/"
+    if (len(link) > 100 or ti.size >= 8 ** 11 or not 0 <= ti.uid < 8 ** 7 or not 0 <= ti.gid < 8 ** 7
+            or not 0 <= ti.mtime < 8 ** 11):
+        return None
+    prefix = b""
+    if len(name) > 100:
+        cut = name.rfind(b"/", 0, 156)
+        while cut > 0 and len(name) - cut - 1 > 100:
+            cut = -1
+        if cut <= 0:
+            return None
+        prefix, name = name[:cut], name[cut + 1:]
+    h = b"".join((
+        name.ljust(100, b"\0"), _num(ti.mode & 0o7777, 8), _num(ti.uid, 8), _num(ti.gid, 8),
+        _num(ti.size, 12), _num(int(ti.mtime), 12), b" " * 8, ti.type, link.ljust(100, b"\0"),
+        b"ustar\x0000", b"\0" * 64, _num(ti.devmajor, 8), _num(ti.devminor, 8),
+        prefix.ljust(155, b"\0"), b"\0" * 12))
+    chk = b"%06o\0 " % sum(h)
+    return h[:148] + chk + h[156:]
 
 
 @dataclass(frozen=True)
