@@ -345,3 +345,22 @@ def test_label_flag_and_scratch(bb: Pallet, tmp_path: Path) -> None:
     assert cfg["config"]["Labels"] == {"a": "b"} and cfg["config"]["Env"] == [PATH]
     assert len(cfg["rootfs"]["diff_ids"]) == 1
     assert set(image_tree(bb, "scr")) == {"/f"}
+
+
+def test_context_and_flag_errors(bb: Pallet, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "c", {"Dockerfile": "FROM busybox\n", "other.Dockerfile": "FROM busybox\nLABEL f=1\n"})
+    (ctx / ".dockerignore").mkdir()
+    r = bb.fail("build", str(ctx))
+    assert "error reading .dockerignore" in r.err.strip().splitlines()[-1]
+    (ctx / ".dockerignore").rmdir()
+    r = bb.fail("build", "--build-arg", "=v", str(ctx))
+    assert "invalid build-arg" in r.err
+    r = bb.fail("build", str(tmp_path / "nope"))
+    assert "unable to prepare context" in r.err
+    r = bb.fail("build", "-f", "missing.Dockerfile", str(ctx))
+    assert "missing.Dockerfile" in r.err
+    build(bb, ctx, "-f", str(ctx / "other.Dockerfile"), "-t", "other")
+    assert config(bb, "other")["config"]["Labels"] == {"f": "1"}
+    out = build(bb, ctx, "--build-arg", "UNUSED=1", "-t", "warned")
+    assert "[Warning] One or more build-args [UNUSED] were not consumed" in out
+    assert leftovers(bb) == []
