@@ -178,6 +178,8 @@ def write_layer(upper: str, out: BinaryIO, *, strip_overlay_xattrs: bool = False
             elif stat.S_ISFIFO(mode):
                 ti.type = tarfile.FIFOTYPE
                 tf.addfile(ti)
+            elif stat.S_ISSOCK(mode) and strip_overlay_xattrs:
+                os.unlink(full)  # not archived (docker skips them): the adopted tree must match the tar
             # sockets are not archived (docker skips them too)
         # end of archive: two zero blocks and no record padding, as Go's archive/tar writes
         # (so an empty layer has docker's well-known diff-id sha256:5f70bf18...)
