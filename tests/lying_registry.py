@@ -27,6 +27,7 @@ class LyingRegistry:
                        "digest": _d(self.config), "size": len(self.config)},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                         "digest": _d(self.layer), "size": len(self.layer)}]}).encode()
+        self.manifest_layer = _d(self.layer)
         self.mode = ""
         self.hits: dict[str, int] = {}
         self.pushed: dict[str, bytes] = {}  # digest or manifests/<ref> -> bytes
@@ -123,6 +124,20 @@ class LyingRegistry:
                 h.wfile.write(data[: len(data) // 2])
                 h.wfile.flush()
                 h.close_connection = True
+                return None
+            if mode == "slow":  # trickle the blob: 0.05 s per 16 KiB, so a test can interrupt mid-blob
+                import time
+
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(data)))
+                h.end_headers()
+                try:
+                    for i in range(0, len(data), 16384):
+                        h.wfile.write(data[i:i + 16384])
+                        h.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:
+                    pass
                 return None
             if start:
                 h.send_response(206)

@@ -245,3 +245,32 @@ def test_pull_then_run(pl, reg, busybox_tar: Path, tmp_path: Path) -> None:
     pl("rmi", name)
     r = pl.fail("run", "--rm", "--network", "none", "--pull", "never", name, "true")
     assert "No such image" in r.err or "not known locally" in r.err
+
+
+def test_interrupted_pull_leaves_nothing(pl, busybox_tar: Path) -> None:
+    """Ctrl-C mid-blob: exit 130 promptly, no image, no layer, no temp file; the next pull completes."""
+    import signal
+    import time
+
+    from lying_registry import LyingRegistry
+
+    liar = LyingRegistry(busybox_tar)
+    try:
+        liar.mode = "slow"
+        p = subprocess.Popen(pl.argv("pull", f"{liar.host}/lie/img:1"), env=pl.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("/blobs/" in k and v for k, v in liar.hits.items()
+                                                      if "sha256" in k and k.endswith(liar.manifest_layer)):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        rc = p.wait(timeout=30)
+        assert rc == 130 and time.monotonic() - t0 < 5
+        assert pl("images", "-q").out.strip() == ""
+        _store_clean(pl.root)
+        liar.mode = ""
+        pl("pull", f"{liar.host}/lie/img:1")
+    finally:
+        liar.close()

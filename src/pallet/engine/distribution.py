@@ -23,7 +23,7 @@ from pallet.distribution.client.credentials import Credentials
 from pallet.distribution.client.progress import NullProgress, Progress
 from pallet.distribution.client.registry import Registry
 from pallet.distribution.client.remote import RemoteLayer, Resolved, resolve
-from pallet.errors import InvalidArgument, NotFound
+from pallet.errors import InvalidArgument, NotFound, Unavailable
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Platform
 from pallet.oci.reference import DEFAULT_DOMAIN, Reference
@@ -88,12 +88,19 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
 
     created: list[tuple[str, Digest]] = []
     lock = threading.Lock()
+    stop = threading.Event()  # set when a layer failed or the user interrupted: the others give up
 
     def fetch(layer: RemoteLayer) -> None:
         pid = layer.digest().short
         had_blob = store.has_blob(layer.digest())
         progress.start(pid, layer.size(), "Downloading")
-        layer.progress = lambda n: progress.advance(pid, n)
+
+        def tick(n: int) -> None:
+            if stop.is_set():
+                raise Unavailable(f"pull of {ref} interrupted")
+            progress.advance(pid, n)
+
+        layer.progress = tick
         layer.verify = False  # add_layer verifies digest and diff-id itself (STORE_API): hash once
         store.add_layer(layer)
         with lock:
@@ -106,12 +113,17 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="pull") as ex:
                 futs = [ex.submit(fetch, layer) for layer in todo]
-                wait(futs, return_when=FIRST_EXCEPTION)
-                for f in futs:
-                    f.cancel()
-            for f in futs:
-                if not f.cancelled() and f.exception() is not None:
-                    raise f.exception()  # type: ignore[misc]
+                try:
+                    wait(futs, return_when=FIRST_EXCEPTION)
+                finally:
+                    stop.set()  # no-op when all are done; else the running ones stop at their next read
+                    for f in futs:
+                        f.cancel()
+            errors = [f.exception() for f in futs if not f.cancelled() and f.exception() is not None]
+            # the first real failure, not the "interrupted" of the layers stopped because of it
+            errors.sort(key=lambda e: "interrupted" in str(e))
+            if errors:
+                raise errors[0]  # type: ignore[misc]
         tags = [ref] if ref.tag else []
         rec = store.write_image(img, tags=tags, repo_digests=[ref.with_digest(res.top_digest)])
         return rec, bool(todo)

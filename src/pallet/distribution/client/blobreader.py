@@ -21,6 +21,7 @@ log = logging.getLogger("pallet.distribution.client")
 
 MAX_RESUMES = 3
 CHUNK = 1 << 20
+STEP = 1 << 18  # 256 KiB
 
 
 class BlobReader(io.RawIOBase):
@@ -68,7 +69,9 @@ class BlobReader(io.RawIOBase):
             if self._resp is None:
                 self._resp = self._open()
             try:
-                n = self._resp.raw.readinto(b)
+                # at most STEP bytes per call (readinto fills its whole buffer before returning):
+                # progress and cancellation see the bytes as they come from a slow registry
+                n = self._resp.raw.readinto(memoryview(b)[:STEP])
             except (http.client.IncompleteRead, *NET_ERRORS) as e:
                 self._drop()
                 self._resume(e)
