@@ -56,6 +56,22 @@ class LyingRegistry:
             def do_PUT(self) -> None:  # noqa: N802
                 reg.upload(self)
 
+        class Storage(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                reg.storage_headers.append(dict(self.headers))
+                dig = self.path.split("?")[0].rsplit("/", 1)[1]
+                body = reg.layer if dig == _d(reg.layer) else reg.config
+                reg._send(self, 200, body, "application/octet-stream")
+
+        self.storage_headers: list[dict[str, str]] = []
+        self.storage = ThreadingHTTPServer(("127.0.0.1", 0), Storage)
+        self.storage.daemon_threads = True
+        threading.Thread(target=self.storage.serve_forever, args=(0.05,), daemon=True).start()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
@@ -77,6 +93,9 @@ class LyingRegistry:
         kind = "manifest" if "/manifests/" in path else "blob" if "/blobs/" in path else "other"
         n = self.hits[path] = self.hits.get(path, 0) + 1
         mode = self.mode
+        if mode == "redirect" and h.headers.get("Authorization") != "Basic dTpw":  # u:p
+            return self._send(h, 401, b'{"errors":[{"code":"UNAUTHORIZED","message":"login"}]}',
+                              extra={"WWW-Authenticate": 'Basic realm="liar"'})
         if path == "/v2/":
             return self._send(h, 200, b"{}")
         if mode == "429" and n == 1 and kind == "manifest":
@@ -101,6 +120,9 @@ class LyingRegistry:
             return self._send(h, 200, body, ctype, {"Docker-Content-Digest": dcd})
         if kind == "blob":
             dig = path.rsplit("/", 1)[1]
+            if mode == "redirect" and h.command == "GET":  # object storage with a signed URL
+                port = self.storage.server_address[1]
+                return self._send(h, 307, b"", extra={"Location": f"http://127.0.0.1:{port}/s/{dig}?sig=abc"})
             if dig == _d(self.config):
                 return self._send(h, 200, self.config, "application/octet-stream")
             if dig in self.pushed:
@@ -200,5 +222,6 @@ class LyingRegistry:
         return self._send(h, 201, b"")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for srv in (self.server, self.storage):
+            srv.shutdown()
+            srv.server_close()

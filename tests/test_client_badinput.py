@@ -89,3 +89,18 @@ def test_push_retries_dropped_upload(liar: LyingRegistry, busybox_tar: Path, tmp
         push_image(reg.repo("lie/other", push=True), img, "2")
     assert liar.drops == 1
     assert "manifests/2" in liar.pushed
+
+
+def test_blob_redirect_drops_credentials(liar: LyingRegistry) -> None:
+    """Blob GETs follow a 307 to object storage; the registry's credentials are not sent there."""
+    from pallet.distribution.client.credentials import Credentials
+
+    liar.mode = "redirect"
+    with Registry(liar.host, creds=Credentials("u", "p")) as reg:
+        img = resolve(reg.repo("lie/img"), "1").image
+        assert img.config_file()["architecture"] == "amd64"
+        with img.layers()[0].uncompressed() as f:
+            while f.read(1 << 16):
+                pass
+    assert len(liar.storage_headers) == 2  # config + layer
+    assert all("Authorization" not in h for h in liar.storage_headers)
