@@ -114,9 +114,26 @@ def _login(g: Any, ns: argparse.Namespace) -> int:
             user = input(f"Username{f' ({default})' if default else ''}: ").strip() or default
         if not pw:
             pw = getpass.getpass("Password: ")
-    login(ns.server, user, pw, tls_verify=ns.tls_verify)
+    path = login(ns.server, user, pw, tls_verify=ns.tls_verify)
+    if _stored_plain(path, ns.server):
+        print(f"WARNING! Your password will be stored unencrypted in {path}.", file=sys.stderr)
+        print("Configure a credential helper to remove this warning (credsStore in that file).", file=sys.stderr)
     print(f"Login Succeeded ({registry_domain(ns.server)})" if ns.server else "Login Succeeded")
     return 0
+
+
+def _stored_plain(path: Any, server: str | None) -> bool:
+    """True when login wrote the secret into the file itself (no credential helper)."""
+    import json
+
+    from pallet.distribution.client.hosts import auth_key
+    from pallet.engine.distribution import registry_domain
+
+    try:
+        ent = json.loads(path.read_text()).get("auths", {}).get(auth_key(registry_domain(server)), {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(ent.get("auth"))
 
 
 def _logout(g: Any, ns: argparse.Namespace) -> int:
