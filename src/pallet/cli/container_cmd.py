@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def _add_create_flags(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
@@ -50,14 +52,14 @@ def _add_create_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("create", help="create a container", add_help=False)
+    p = sub.add_parser("create", help="create a container", add_help=False, formatter_class=FastFormatter)
     _add_create_flags(p)
     p.set_defaults(func=lambda g, ns: _create(g, ns))
-    p = sub.add_parser("run", help="create and start a container", add_help=False)
+    p = sub.add_parser("run", help="create and start a container", add_help=False, formatter_class=FastFormatter)
     p.add_argument("-d", "--detach", action="store_true")
     _add_create_flags(p)
     p.set_defaults(func=lambda g, ns: _run(g, ns))
-    p = sub.add_parser("start", help="start one or more stopped containers")
+    p = sub.add_parser("start", help="start one or more stopped containers", formatter_class=FastFormatter)
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("containers", nargs="+")

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def _each(g: Any, refs: list[str], fn: Callable[[Any, Any, str], None], quiet: bool = False) -> int:
     """docker's multi-container verbs: act on each, print the ref on success, an error line otherwise."""
@@ -26,23 +28,23 @@ def _each(g: Any, refs: list[str], fn: Callable[[Any, Any, str], None], quiet: b
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("stop", help="stop running containers")
+    p = sub.add_parser("stop", help="stop running containers", formatter_class=FastFormatter)
     p.add_argument("-t", "--time", "--timeout", type=int, dest="time")
     p.add_argument("-s", "--signal")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=lambda g, ns: _each(g, ns.containers, lambda s, c, r: s.stop(c, ns.time, ns.signal)))
 
-    p = sub.add_parser("kill", help="kill running containers")
+    p = sub.add_parser("kill", help="kill running containers", formatter_class=FastFormatter)
     p.add_argument("-s", "--signal", default="SIGKILL")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=lambda g, ns: _each(g, ns.containers, lambda s, c, r: s.kill(c, ns.signal)))
 
-    p = sub.add_parser("restart", help="restart containers")
+    p = sub.add_parser("restart", help="restart containers", formatter_class=FastFormatter)
     p.add_argument("-t", "--time", "--timeout", type=int, dest="time")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=lambda g, ns: _each(g, ns.containers, lambda s, c, r: s.restart(c, ns.time)))
 
-    p = sub.add_parser("rm", help="remove containers")
+    p = sub.add_parser("rm", help="remove containers", formatter_class=FastFormatter)
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("-v", "--volumes", action="store_true")
     p.add_argument("containers", nargs="+")
@@ -53,39 +55,39 @@ def add_parser(sub: Any) -> None:
         p.add_argument("containers", nargs="+")
         p.set_defaults(func=lambda g, ns, on=on: _each(g, ns.containers, lambda s, c, r: s.pause(c, on)))
 
-    p = sub.add_parser("wait", help="block until containers stop, then print their exit codes")
+    p = sub.add_parser("wait", help="block until containers stop, then print their exit codes", formatter_class=FastFormatter)
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=lambda g, ns: _each(g, ns.containers, lambda s, c, r: print(s.wait(c), flush=True),
                                             quiet=True))
 
-    p = sub.add_parser("rename", help="rename a container")
+    p = sub.add_parser("rename", help="rename a container", formatter_class=FastFormatter)
     p.add_argument("container")
     p.add_argument("new_name")
     p.set_defaults(func=_rename)
 
-    p = sub.add_parser("top", help="display the running processes of a container")
+    p = sub.add_parser("top", help="display the running processes of a container", formatter_class=FastFormatter)
     p.add_argument("container")
     p.add_argument("ps_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_top)
 
-    p = sub.add_parser("stats", help="display resource usage of containers")
+    p = sub.add_parser("stats", help="display resource usage of containers", formatter_class=FastFormatter)
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("--no-stream", action="store_true")
     p.add_argument("--format")
     p.add_argument("containers", nargs="*")
     p.set_defaults(func=_stats)
 
-    p = sub.add_parser("export", help="export a container's filesystem as a tar archive")
+    p = sub.add_parser("export", help="export a container's filesystem as a tar archive", formatter_class=FastFormatter)
     p.add_argument("-o", "--output")
     p.add_argument("container")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("port", help="list port mappings of a container")
+    p = sub.add_parser("port", help="list port mappings of a container", formatter_class=FastFormatter)
     p.add_argument("container")
     p.add_argument("private_port", nargs="?")
     p.set_defaults(func=_port)
 
-    p = sub.add_parser("cp", help="copy files between a container and the local filesystem")
+    p = sub.add_parser("cp", help="copy files between a container and the local filesystem", formatter_class=FastFormatter)
     p.add_argument("-a", "--archive", action="store_true")
     p.add_argument("-L", "--follow-link", action="store_true")
     p.add_argument("src")
@@ -94,7 +96,7 @@ def add_parser(sub: Any) -> None:
 
 
 def add_container_verbs(sub: Any) -> None:
-    p = sub.add_parser("prune", help="remove all stopped containers")
+    p = sub.add_parser("prune", help="remove all stopped containers", formatter_class=FastFormatter)
     p.add_argument("-f", "--force", action="store_true")
     p.add_argument("--filter", action="append", default=[])
     p.set_defaults(func=_prune)

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("exec", help="run a command in a running container")
+    p = sub.add_parser("exec", help="run a command in a running container", formatter_class=FastFormatter)
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("-d", "--detach", action="store_true")
@@ -18,7 +20,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.set_defaults(func=_exec)
-    p = sub.add_parser("attach", help="attach to a running container's output (and input)")
+    p = sub.add_parser("attach", help="attach to a running container's output (and input)", formatter_class=FastFormatter)
     p.add_argument("--no-stdin", action="store_true")
     p.add_argument("--sig-proxy", default="true")
     p.add_argument("container")

@@ -5,9 +5,11 @@ import argparse
 import os
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("logs", help="fetch the logs of a container")
+    p = sub.add_parser("logs", help="fetch the logs of a container", formatter_class=FastFormatter)
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-n", "--tail", default="all")
     p.add_argument("--since")

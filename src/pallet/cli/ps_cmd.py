@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def add_parser(sub: Any) -> None:
     for name, aliases in (("ps", []),):
@@ -26,9 +28,9 @@ def _ps_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_container_verbs(sub: Any) -> None:
-    p = sub.add_parser("ls", aliases=["list"], help="list containers")
+    p = sub.add_parser("ls", aliases=["list"], help="list containers", formatter_class=FastFormatter)
     _ps_flags(p)
-    p = sub.add_parser("inspect", help="display detailed information on containers")
+    p = sub.add_parser("inspect", help="display detailed information on containers", formatter_class=FastFormatter)
     p.add_argument("-f", "--format")
     p.add_argument("-s", "--size", action="store_true")
     p.add_argument("containers", nargs="+")

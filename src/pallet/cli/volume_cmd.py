@@ -6,30 +6,32 @@ import json
 import sys
 from typing import Any
 
+from pallet.cli.fastfmt import FastFormatter
+
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("volume", help="manage volumes")
+    p = sub.add_parser("volume", help="manage volumes", formatter_class=FastFormatter)
     vs = p.add_subparsers(dest="volume_verb", metavar="COMMAND", parser_class=type(p))
-    c = vs.add_parser("create", help="create a volume")
+    c = vs.add_parser("create", help="create a volume", formatter_class=FastFormatter)
     c.add_argument("-d", "--driver", default="local")
     c.add_argument("-o", "--opt", action="append", default=[])
     c.add_argument("--label", action="append", default=[])
     c.add_argument("name", nargs="?")
     c.set_defaults(func=_create)
-    ls = vs.add_parser("ls", aliases=["list"], help="list volumes")
+    ls = vs.add_parser("ls", aliases=["list"], help="list volumes", formatter_class=FastFormatter)
     ls.add_argument("-q", "--quiet", action="store_true")
     ls.add_argument("-f", "--filter", action="append", default=[])
     ls.add_argument("--format")
     ls.set_defaults(func=_ls)
-    i = vs.add_parser("inspect", help="display detailed information on volumes")
+    i = vs.add_parser("inspect", help="display detailed information on volumes", formatter_class=FastFormatter)
     i.add_argument("-f", "--format")
     i.add_argument("names", nargs="+")
     i.set_defaults(func=_inspect)
-    r = vs.add_parser("rm", aliases=["remove"], help="remove volumes")
+    r = vs.add_parser("rm", aliases=["remove"], help="remove volumes", formatter_class=FastFormatter)
     r.add_argument("-f", "--force", action="store_true")
     r.add_argument("names", nargs="+")
     r.set_defaults(func=_rm)
-    pr = vs.add_parser("prune", help="remove unused volumes")
+    pr = vs.add_parser("prune", help="remove unused volumes", formatter_class=FastFormatter)
     pr.add_argument("-f", "--force", action="store_true")
     pr.add_argument("-a", "--all", action="store_true")
     pr.add_argument("--filter", action="append", default=[])

@@ -142,15 +142,15 @@ def remove(store: Any, conn: sqlite3.Connection, c: Container, *, force: bool = 
     rt.cleanup(c, store)
     Dirs(store.paths.root, store.paths.runroot, c.id).remove()
     containers.delete_row(conn, c.id)
-    if volumes or c.host.get("AutoRemove"):
+    anon = [m for m in c.mounts if m.get("Type") == "volume" and m.get("Anonymous")]
+    if anon and (volumes or c.host.get("AutoRemove")):
         from pallet.engine import volumes as vol
 
-        for m in c.mounts:
-            if m.get("Type") == "volume" and m.get("Anonymous"):
-                try:
-                    vol.remove(conn, store.paths.root, m["Name"])
-                except Exception:  # noqa: BLE001 - shared with another container: kept
-                    pass
+        for m in anon:
+            try:
+                vol.remove(conn, store.paths.root, m["Name"])
+            except Exception:  # noqa: BLE001 - shared with another container: kept
+                pass
 
 
 def should_restart(c: Container, code: int) -> bool:

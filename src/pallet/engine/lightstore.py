@@ -14,9 +14,9 @@ import json
 import os
 import re
 import sqlite3
-from pathlib import Path
 from typing import Any
 
+from pallet.engine.containers import FsPath
 from pallet.errors import NotFound
 
 
@@ -33,8 +33,8 @@ class _Paths:
     __slots__ = ("root", "runroot")
 
     def __init__(self, root: str, runroot: str) -> None:
-        self.root = Path(os.path.abspath(root))
-        self.runroot = Path(os.path.abspath(runroot))
+        self.root = FsPath(os.path.abspath(root))
+        self.runroot = FsPath(os.path.abspath(runroot))
 
 
 class LightStore:
@@ -88,7 +88,7 @@ class LightStore:
         self._resolved[text] = rec
         return rec
 
-    def lowerdirs(self, rec: ImageInfo) -> list[Path]:
+    def lowerdirs(self, rec: ImageInfo) -> list[FsPath]:
         """Layer trees, top layer first (overlayfs order)."""
         out = []
         for d in reversed(rec.diff_ids):

@@ -7,7 +7,6 @@ gets a digit appended on retry.
 from __future__ import annotations
 
 import os
-import random
 import re
 
 _ADJ = (
@@ -51,11 +50,15 @@ def new_id() -> str:
     return os.urandom(32).hex()
 
 
+def _pick(seq: tuple[str, ...] | list[str]) -> str:
+    return seq[int.from_bytes(os.urandom(4), "little") % len(seq)]  # (no ``random``: ~3 ms of imports)
+
+
 def generate(retry: int = 0) -> str:
-    name = f"{random.choice(_ADJ)}_{random.choice(_NAMES)}"
+    name = f"{_pick(_ADJ)}_{_pick(_NAMES)}"
     if name == "boring_wozniak":  # docker's one rule: Steve Wozniak is not boring
         return generate(retry)
-    return f"{name}{random.randint(0, 9)}" if retry else name
+    return f"{name}{os.urandom(1)[0] % 10}" if retry else name
 
 
 def valid(name: str) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 from typing import Any
 
 from pallet.engine.containers import Container, Dirs
@@ -90,26 +89,55 @@ def resolve_user(c: Container, dirs: Dirs, user: str) -> tuple[int, int, list[in
     return uid, int(gid or 0), extra
 
 
-def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str, str]:
-    """/etc/hostname, /etc/hosts, /etc/resolv.conf in the container dir (bind-mounted)."""
-    from pallet.network import etcfiles
+_HOSTS_BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+               "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 
+
+def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str, str]:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf in the container dir (bind-mounted). Bridge and
+    user networks, --add-host and --dns go through ``pallet.network.etcfiles``; ``none`` (the
+    common, fast case) writes docker's content without importing the network package."""
     hostname = c.cfg["Hostname"]
-    extra = [etcfiles.parse_add_host(h) for h in c.host.get("ExtraHosts") or []]
-    files = {"hostname": etcfiles.hostname_content(hostname),
-             "hosts": etcfiles.hosts_content(hostname, ip, extra),
-             "resolv.conf": etcfiles.resolv_conf_content(c.host.get("Dns") or [])}
+    mode = c.host.get("NetworkMode")
+    extra_hosts = c.host.get("ExtraHosts") or []
+    dns = c.host.get("Dns") or []
+    files: dict[str, str] = {"hostname": hostname + "\n"}
+    if mode == "host":
+        for name in ("hosts", "resolv.conf"):
+            try:
+                with open("/etc/" + name) as f:
+                    files[name] = f.read()
+            except OSError:
+                files[name] = _HOSTS_BASE if name == "hosts" else ""
+    elif mode == "none" and not extra_hosts and not dns:
+        files["hosts"] = _HOSTS_BASE
+        files["resolv.conf"] = _host_resolv()
+    else:
+        from pallet.network import etcfiles
+
+        extra = [etcfiles.parse_add_host(h) for h in extra_hosts]
+        files["hosts"] = etcfiles.hosts_content(hostname, ip, extra)
+        files["resolv.conf"] = etcfiles.resolv_conf_content(dns)
     out = {}
     for name, text in files.items():
-        p = dirs.dir / name
-        if c.host.get("NetworkMode") == "host" and name in ("hosts", "resolv.conf"):
-            try:
-                text = Path("/etc/" + name).read_text()
-            except OSError:
-                pass
-        p.write_text(text)
-        out["/etc/" + name] = str(p)
+        p = str(dirs.dir / name)
+        with open(p, "w") as f:
+            f.write(text)
+        out["/etc/" + name] = p
     return out
+
+
+def _host_resolv() -> str:
+    """The host's resolv.conf without loopback nameservers (docker falls back to 8.8.8.8/8.8.4.4)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    keep = [ln for ln in lines if not (ln.startswith("nameserver") and (" 127." in ln or " ::1" in ln))]
+    if not any(ln.startswith("nameserver") for ln in keep):
+        keep += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    return "\n".join(keep) + "\n"
 
 
 def build(c: Container, dirs: Dirs, *, rootfs: str = "rootfs", netns: str | None = None,

@@ -1,0 +1,72 @@
+#!/bin/sh
+# The container engine against its anchors, in one run (ratios; absolute times on this shared VM are noisy):
+#   1. `pallet run --rm busybox true` (--network none, and the default bridge) vs `runc run` of a
+#      prepared bundle of the same rootfs with Docker's default spec        goal <= 1.0x
+#   2. `pallet exec CTR true` vs `docker exec CTR true` on the anchor dockerd  goal <= 0.5x
+#   3. PSS added per idle detached container (what pallet keeps running: the shared monitor),
+#      for N = 1, 10, 50, vs containerd-shim (per container) and conmon     goal <= 2 MB
+#   4. 100 containers started detached and removed, 4 at a time: failures and leaks
+# Usage: bench/engine.sh [RUNS]. Needs root, runc, hyperfine, the anchors (../shared/tools/anchors.sh).
+set -eu
+RUNS=${1:-30}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-$HERE/.venv/bin/python}
+WORK=$(mktemp -d /tmp/pallet-bench-engine.XXXXXX)
+export PALLET_ROOT=$WORK/root PALLET_RUNROOT=$WORK/run PALLET_BRIDGE_NAME=pbench0 PALLET_BRIDGE_SUBNET=10.251.0.0/24
+export PALLET_CGROUP_PARENT=pallet-bench
+unset PYTHONDONTWRITEBYTECODE
+P="$PY -m pallet"
+DOCKER="docker -H unix:///tmp/anchors/docker.sock"
+cleanup() {
+  $P rm -f $($P ps -aq) >/dev/null 2>&1 || true
+  $P network prune -f >/dev/null 2>&1 || true
+  $DOCKER rm -f pallet-bench-exec >/dev/null 2>&1 || true
+  runc --root "$WORK/runc" delete -f bench-runc >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+"$PY" -m compileall -q "$HERE/src/pallet" >/dev/null
+$P import /tmp/anchors/busybox.tar busybox:latest >/dev/null
+# the runc bundle: the same busybox rootfs, Docker's default spec (pallet.runtime.spec), command true
+mkdir -p "$WORK/bundle/rootfs"
+tar -xf /tmp/anchors/busybox.tar -C "$WORK/bundle/rootfs"
+"$PY" - "$WORK/bundle" <<'PYEOF'
+import json, sys
+from pallet.runtime import spec
+b = sys.argv[1]
+json.dump(spec.default_spec(["true"], b + "/rootfs", hostname="bench"), open(b + "/config.json", "w"))
+PYEOF
+$P run --rm --network none busybox true   # warm the seccomp cache and the pyc files
+$P run --rm busybox true                  # creates the bench bridge
+
+echo "== 1. run --rm busybox true vs runc run (prepared bundle)"
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" \
+  -n runc "runc --root $WORK/runc run --bundle $WORK/bundle bench-runc" \
+  -n "pallet --network none" "$P run --rm --network none busybox true" \
+  -n "pallet (bridge)" "$P run --rm busybox true" \
+  -n "python -c pass" "$PY -c pass"
+"$PY" - "$WORK/run.json" <<'PYEOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+base = r["runc"]["median"]
+for k, v in r.items():
+    print(f"  {k:24s} median {v['median']*1000:7.1f} ms  user+sys {(v['user']+v['system'])*1000:6.1f} ms  ratio {v['median']/base:5.2f}x")
+PYEOF
+
+echo "== 2. exec true: pallet vs docker"
+$P run -d --name bench-exec --network none busybox sleep 1000 >/dev/null
+$DOCKER run -d --network none --name pallet-bench-exec busybox:latest sleep 1000 >/dev/null
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/exec.json" \
+  -n "docker exec" "$DOCKER exec pallet-bench-exec true" \
+  -n "pallet exec" "$P exec bench-exec true"
+"$PY" - "$WORK/exec.json" <<'PYEOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+print(f"  pallet exec / docker exec: {r['pallet exec']['median']/r['docker exec']['median']:.2f}x (median)")
+PYEOF
+$P rm -f bench-exec >/dev/null
+$DOCKER rm -f pallet-bench-exec >/dev/null
+
+echo "== 3. PSS per idle detached container; 4. 100 containers, 4 at a time"
+"$PY" "$HERE/bench/engine_pss.py" "$WORK"
