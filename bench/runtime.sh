@@ -36,6 +36,30 @@ hyperfine -N --warmup 5 --runs "$RUNS" --export-json "$WORK/h.json" \
   -n "python -c entry()" "$PY -c 'from pallet.runtime.cli import entry; entry()' --root $WORK/prt run --bundle $WORK/bundle bench-prt2" \
   -n "python -c pass" "$PY -c pass"
 
+# the same pair interleaved run by run (fairer when the load changes during the session),
+# with the CPU time (user + sys, children included) of each
+"$PY" - "$WORK" "$PRT" "$RUNS" <<'EOF'
+import resource, statistics, subprocess, sys, time
+w, prt, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cmds = {"runc": ["runc", "--root", f"{w}/runc", "run", "--bundle", f"{w}/bundle", "ilv-runc"],
+        "pallet-runtime": [prt, "--root", f"{w}/prt", "run", "--bundle", f"{w}/bundle", "ilv-prt"]}
+wall = {k: [] for k in cmds}
+cpu = {k: 0.0 for k in cmds}
+for _ in range(runs):
+    for k, argv in cmds.items():
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(argv, check=True)
+        wall[k].append(time.perf_counter() - t)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[k] += (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+m = {k: statistics.median(v) for k, v in wall.items()}
+for k in cmds:
+    print(f"interleaved {k:15s} median {m[k]*1000:.1f} ms, cpu {cpu[k]/runs*1000:.1f} ms/run")
+print(f"interleaved ratio pallet-runtime/runc: median wall {m['pallet-runtime']/m['runc']:.2f}x, "
+      f"cpu {cpu['pallet-runtime']/cpu['runc']:.2f}x")
+EOF
+
 "$PY" - "$WORK/h.json" <<'EOF'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}

@@ -24,7 +24,7 @@ import os
 import select
 import time
 
-from pallet.errors import Conflict, InvalidArgument, NotFound, PalletError, Unavailable
+from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure, PalletError, Unavailable
 from pallet.runtime import jsonlite, process, seccomp, state
 from pallet.runtime.linux import cgroups
 from pallet.runtime.linux import syscalls as sc
@@ -41,6 +41,17 @@ _EXEC_NS = ("user", "ipc", "uts", "net", "pid", "mnt", "cgroup")  # setns order 
 def _exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _child_error(sock: Any) -> bool:
+    """After a failed write to the child: re-raise the error it queued, if any."""
+    try:
+        tag, payload, _ = process.recv(sock)
+    except OSError:
+        return False
+    if tag == process.SYNC_ERROR:  # the caller's cleanup reaps the child
+        process.raise_error(payload)
+    return False
 
 
 def _write_maps(pid: int, linux: dict) -> None:
@@ -270,8 +281,7 @@ class Container:
                 elif tag == process.SYNC_READY:
                     fd = got
                 elif tag == process.SYNC_ERROR:
-                    err = payload
-                    break
+                    err = err or payload  # keep reading: the helper's PID may still come
                 elif tag == b"":
                     break
         except TimeoutError:
@@ -351,24 +361,17 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
             psock.close()
             process.init(plan, csock)  # never returns
         csock.close()
-        if userns:
-            _write_maps(pid, linux)
-        process.send(psock, process.SYNC_GO)
-        cg.add(pid)
-        process._t("cgroup joined")
-        process.send(psock, process.SYNC_CGROUP)
         try:
-            tag, payload, fd = process.recv(psock)
-        except TimeoutError:
-            raise Unavailable(f"container {cid}: init did not answer within {timeout:.0f} s") from None
-        if tag == process.SYNC_ERROR:
-            os.waitpid(pid, 0)
-            pid = 0
-            process.raise_error(payload)
-        if tag != process.SYNC_READY:
-            raise PalletError(f"container {cid}: init exited during setup")
-        process._t("ready")
-        ps = state.proc_stat(pid)
+            if userns:
+                _write_maps(pid, linux)
+                process.send(psock, process.SYNC_GO)
+            cg.add(pid)
+            process._t("cgroup joined")
+            process.send(psock, process.SYNC_CGROUP)
+        except (BrokenPipeError, ConnectionResetError, OSError) as e:
+            if not _child_error(psock):  # the child failed early: raise its error
+                raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
+        ps = state.proc_stat(pid)  # the state files are written while the child sets up
         priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": cg.name, "path": cgpath},
                 "created": time.time(), "rootfs": rootfs}
         st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": pid, "bundle": bundle,
@@ -378,6 +381,19 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         if pid_file:
             with open(pid_file, "w") as f:
                 f.write(str(pid))
+        fd = None
+        if fifo or proc.get("terminal"):  # else (`run`, no tty) the child only reports errors / EOF
+            try:
+                tag, payload, fd = process.recv(psock)
+            except TimeoutError:
+                raise Unavailable(f"container {cid}: init did not answer within {timeout:.0f} s") from None
+            if tag == process.SYNC_ERROR:
+                os.waitpid(pid, 0)
+                pid = 0
+                process.raise_error(payload)
+            if tag != process.SYNC_READY:
+                raise PalletError(f"container {cid}: init exited during setup")
+            process._t("ready")
         c = Container(root, st)
         c.console_fd = fd
         c._sock = psock

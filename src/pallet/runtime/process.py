@@ -8,14 +8,16 @@ fork; the child only performs syscalls with modules that are already imported, b
 Steps of ``init`` (parent <-> child):
 
 1. parent ``clone()``\\ s with the namespace flags; the child blocks on the socket;
-2. parent writes uid/gid maps and sends ``SYNC_GO``; then places the pid in the cgroups
+2. with a user namespace, parent writes uid/gid maps and sends ``SYNC_GO`` (without one the
+   child does not wait); then the parent places the pid in the cgroups
    (on cgroup v1 the first attach waits for an RCU grace period, ~10 ms: it overlaps with the
    child's mounts) and sends ``SYNC_CGROUP``;
 3. child: joins namespaces given by path, builds the rootfs (the cgroup mount binds the
    container's cgroup directories), console; waits for ``SYNC_CGROUP``, unshares the cgroup
    namespace (its root is now the container's cgroup), ``pivot_root``, masked/read-only paths,
-   hostname, resolves the command, sends ``SYNC_READY`` (with the console master fd) or
-   ``SYNC_ERROR``;
+   hostname, resolves the command, sends ``SYNC_READY`` (with the console master fd; skipped
+   by ``run`` without a terminal: one wake-up less) or ``SYNC_ERROR``; the parent writes the
+   state files meanwhile;
 4. child waits to be started: by the exec fifo (``create`` then ``start`` from any process,
    like runc's exec.fifo) or immediately (``run``);
 5. child: stdio/tty, rlimits, cwd, seccomp (before the caps drop unless noNewPrivileges),
@@ -63,7 +65,16 @@ def send(sock: _socket.socket, tag: bytes, payload: bytes = b"", fd: int | None 
 
 def recv(sock: _socket.socket) -> tuple[bytes, bytes, int | None]:
     """(tag, payload, fd or None); tag b"" means the peer closed (exec happened)."""
-    data, anc, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+    for _ in range(3):
+        try:
+            data, anc, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
+            break
+        except ConnectionResetError:
+            # the peer exited with a message of ours unread: the kernel reports ECONNRESET once,
+            # then hands out what the peer queued before it went (its error report)
+            continue
+    else:
+        return b"", b"", None
     fd = None
     for level, kind, raw in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(raw) >= 4:
@@ -232,9 +243,10 @@ def init(plan: Plan, sock: _socket.socket) -> None:
     """The child after clone(): never returns."""
     code = 1
     try:
-        tag, _, _ = recv(sock)  # step 2
-        if tag != SYNC_GO:
-            os._exit(1)
+        if plan.userns:  # step 2: the parent writes our uid/gid maps first
+            tag, _, _ = recv(sock)
+            if tag != SYNC_GO:
+                os._exit(1)
         _t("go")
         _dup_stdio(plan.stdio)
         if plan.userns:
@@ -268,7 +280,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
         if spec.get("domainname"):
             sc.setdomainname(spec["domainname"])
         path = resolve_command(plan.process.get("args") or [], plan.process.get("env") or [])
-        send(sock, SYNC_READY, b"", master)  # step 3
+        if plan.fifo or master is not None:  # step 3 (`run` without a tty: only EOF/error)
+            send(sock, SYNC_READY, b"", master)
         if master is not None:
             os.close(master)
         if fifo_fd >= 0:  # step 4: blocks until `start` opens the fifo for reading
