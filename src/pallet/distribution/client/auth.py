@@ -84,6 +84,10 @@ class TokenCache:
                 return t.value
             return None
 
+    def drop(self, key: tuple[str, str, tuple[str, ...]]) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+
     def put(self, key: tuple[str, str, tuple[str, ...]], value: str, expires_in: float) -> None:
         # renew 10 s early; a token without expires_in lasts 60 s (token spec)
         with self._lock:

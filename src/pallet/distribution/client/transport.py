@@ -400,8 +400,11 @@ class Transport:
             if ch is None or (auth is not None and ch.scheme == "basic"):
                 raise Unauthorized(f"{what}: unauthorized: authentication required"
                                    + (" (wrong username or password?)" if self.creds else ""))
-            if ch.scheme == "bearer" and ch.params.get("scope"):
-                scopes = tuple(sorted(set(scopes) | {ch.params["scope"]}))
+            if ch.scheme == "bearer":
+                if auth is not None:  # the cached token was refused (expired or revoked): fetch anew
+                    self.tokens.drop((ch.realm, ch.service, tuple(sorted(set(scopes)))))
+                if ch.params.get("scope"):
+                    scopes = tuple(sorted(set(scopes) | {ch.params["scope"]}))
             if isinstance(body, bytes) or body is None or callable(body):
                 auth = self.authorization(scopes)
                 resp = self._retrying(method, url, headers, body, auth, retry)
