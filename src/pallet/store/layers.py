@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -27,7 +28,7 @@ from pallet.image.tario import TarReader
 from pallet.oci.digest import Digest
 from pallet.oci.mediatypes import sniff_compression
 from pallet.store.blobs import BlobStore, BlobWriter, fsync_dir
-from pallet.store.locks import locked
+from pallet.store.locks import lock_file
 from pallet.store.paths import Paths
 from pallet.store.pump import Pump
 
@@ -40,6 +41,34 @@ class LayerInfo:
     diff_id: Digest
     size: int          # bytes of the uncompressed tar
     created: bool      # False when the layer was already present
+
+
+class Pending:
+    """A layer being published by a thread (or already done). ``wait()`` returns its LayerInfo
+    or raises what publishing raised."""
+
+    def __init__(self, info: LayerInfo | None = None) -> None:
+        self._info = info
+        self._exc: BaseException | None = None
+        self._t: threading.Thread | None = None
+
+    def start(self, fn: Any, *args: Any) -> None:
+        def run() -> None:
+            try:
+                self._info = fn(*args)
+            except BaseException as e:  # re-raised by wait()
+                self._exc = e
+
+        self._t = threading.Thread(target=run, name="pallet-layer-publish", daemon=True)
+        self._t.start()
+
+    def wait(self) -> LayerInfo:
+        if self._t is not None:
+            self._t.join()
+        if self._exc is not None:
+            raise self._exc
+        assert self._info is not None
+        return self._info
 
 
 class _Tee:
@@ -132,22 +161,36 @@ class LayerStore:
             raise NotFound(f"layer {diff_id} not found in the store") from None
 
     def add(self, layer: Layer) -> LayerInfo:
+        return self.add_async(layer).wait()
+
+    def add_async(self, layer: Layer) -> Pending:
+        """Extract now (into ROOT/tmp); publish (syncfs, blob rename, layer rename) in a thread,
+        so the disk flush of one layer overlaps the extraction of the next. ``wait()`` on the
+        result before naming the layer in any row. The layer's lock is held until published."""
         diff_id, digest = layer.diff_id(), layer.digest()
         if self.has(diff_id):
             self._ensure_blob(layer, digest)
-            return LayerInfo(diff_id, int(self.info(diff_id)["size"]), False)
-        with locked(self.paths.layer_lock(diff_id)):
+            return Pending(LayerInfo(diff_id, int(self.info(diff_id)["size"]), False))
+        lockfd = lock_file(self.paths.layer_lock(diff_id))
+        try:
             if self.has(diff_id):
                 self._ensure_blob(layer, digest)
-                return LayerInfo(diff_id, int(self.info(diff_id)["size"]), False)
-            return self._extract(layer, diff_id, digest)
+                os.close(lockfd)
+                return Pending(LayerInfo(diff_id, int(self.info(diff_id)["size"]), False))
+            tmp, writer, size = self._prepare(layer, diff_id, digest)
+        except BaseException:
+            os.close(lockfd)
+            raise
+        p = Pending()
+        p.start(self._publish, tmp, writer, diff_id, digest, size, lockfd)
+        return p
 
     def _ensure_blob(self, layer: Layer, digest: Digest) -> None:
         if not self.blobs.has(digest):
             with layer.compressed() as src:
                 self.blobs.put(src, digest, layer.size())
 
-    def _extract(self, layer: Layer, diff_id: Digest, digest: Digest) -> LayerInfo:
+    def _prepare(self, layer: Layer, diff_id: Digest, digest: Digest) -> tuple[str, BlobWriter | None, int]:
         tmp = tempfile.mkdtemp(prefix="st-layer-", dir=self.paths.tmp)
         writer = None if self.blobs.has(digest) else BlobWriter(self.paths, digest.algorithm)
         try:
@@ -157,7 +200,17 @@ class LayerStore:
             with open(os.path.join(tmp, MARKER), "w") as f:
                 json.dump({"diff_id": str(diff_id), "size": size, "blob": str(digest),
                            "media_type": layer.media_type()}, f)
-            _syncfs(tmp)
+            return tmp, writer, size
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _publish(self, tmp: str, writer: BlobWriter | None, diff_id: Digest, digest: Digest, size: int,
+                 lockfd: int) -> LayerInfo:
+        try:
+            _syncfs(tmp)  # the tree and the blob reach the disk BEFORE either is named
             if writer is not None:
                 writer.commit(digest, actual=digest)
                 writer = None
@@ -176,6 +229,8 @@ class LayerStore:
                 writer.abort()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            os.close(lockfd)
 
     def _ingest(self, src: BinaryIO, writer: BlobWriter | None, digest: Digest, diff_id: Digest,
                 size: int | None, dest: str) -> int:

@@ -91,3 +91,15 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def lock_file(path: Path) -> int:
+    """Take an exclusive flock on ``path`` and return the fd; ``os.close(fd)`` releases it (from
+    any thread: flock belongs to the open file, not to a thread)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

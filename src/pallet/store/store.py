@@ -156,18 +156,7 @@ class Store:
             if not self.blobs.has(d):
                 self.blobs.put(data, d)
                 created.append((kind, d))
-        sizes = []
-        for layer, want in zip(layers, diff_ids, strict=True):
-            if layer.diff_id() != want:
-                raise DataCorruption(f"layer {layer.digest()} has diff-id {layer.diff_id()}, "
-                                     f"the config says {want}")
-            had_blob = self.blobs.has(layer.digest())
-            info = self.layers.add(layer)
-            if info.created:
-                created.append(("layer", want))
-            if not had_blob:
-                created.append(("blob", layer.digest()))
-            sizes.append(info.size)
+        sizes = self._add_layers(layers, diff_ids, created)
         descs = list(manifest.layers)
         if len(descs) != len(layers):
             raise DataCorruption(f"image {image_id}: manifest lists {len(descs)} layers, expected {len(layers)}")
@@ -184,6 +173,37 @@ class Store:
                     c.execute("UPDATE layers SET refcount=refcount+1 WHERE diff_id=?", (str(d),))
             self._names(c, image_id, tags, repo_digests)
         return self.get_image(image_id)
+
+    def _add_layers(self, layers: list[Layer], diff_ids: list[Digest], created: list[tuple[str, Digest]]) -> list[int]:
+        """Extract each layer in turn; each one's publication (sync + rename) overlaps the
+        next one's extraction. Waits for all of them, recording what was created, then
+        raises the first error."""
+        pending = []
+        err: BaseException | None = None
+        try:
+            for layer, want in zip(layers, diff_ids, strict=True):
+                if layer.diff_id() != want:
+                    raise DataCorruption(f"layer {layer.digest()} has diff-id {layer.diff_id()}, "
+                                         f"the config says {want}")
+                had_blob = self.blobs.has(layer.digest())
+                pending.append((want, layer.digest(), had_blob, self.layers.add_async(layer)))
+        except BaseException as e:
+            err = e
+        sizes = []
+        for want, digest, had_blob, p in pending:
+            if not had_blob:
+                created.append(("blob", digest))
+            try:
+                info = p.wait()
+            except BaseException as e:
+                err = err or e
+                continue
+            if info.created:
+                created.append(("layer", want))
+            sizes.append(info.size)
+        if err is not None:
+            raise err
+        return sizes
 
     @staticmethod
     def _names(c: sqlite3.Connection, image_id: Digest, tags: Sequence[Reference],
