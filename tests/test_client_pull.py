@@ -274,3 +274,45 @@ def test_interrupted_pull_leaves_nothing(pl, busybox_tar: Path) -> None:
         pl("pull", f"{liar.host}/lie/img:1")
     finally:
         liar.close()
+
+
+def test_against_pallets_own_registry(pl, busybox_tar: Path, tmp_path: Path) -> None:
+    """push then pull through `pallet registry serve` (htpasswd Basic auth), via login."""
+    import socket
+    import sys
+    import time
+
+    from client_registry import free_port
+
+    htp = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True)
+    (tmp_path / "htpasswd").write_text(htp.stdout)
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "pallet", "--root", str(tmp_path / "srvroot"), "registry", "serve",
+                            "--addr", f"127.0.0.1:{port}", "--root", str(tmp_path / "regdata"),
+                            "--htpasswd", str(tmp_path / "htpasswd"), "--access-log", "off"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert srv.poll() is None, srv.stderr.read().decode() if srv.stderr else ""
+                time.sleep(0.1)
+        host = f"127.0.0.1:{port}"
+        pl("import", str(busybox_tar), "bb:1")
+        assert "unauthorized" in pl.fail("push", "bb:1", f"{host}/own/bb:1").err.lower()
+        pl("login", "-u", USER, "--password-stdin", host, input=PASSWORD)
+        pl("push", "bb:1", f"{host}/own/bb:1")
+        pl2 = type(pl)(tmp_path / "root2", tmp_path / "run2")
+        pl2.env["DOCKER_CONFIG"] = pl.env["DOCKER_CONFIG"]
+        pl2("pull", f"{host}/own/bb:1")
+        assert pl2("images", "-q").out.strip()
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait(5)
