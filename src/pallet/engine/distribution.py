@@ -86,6 +86,8 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
         progress.status(pid, "Pulling fs layer")
         todo.append(layer)
 
+    # biggest first: with more layers than workers, the longest download starts at once (LPT)
+    todo.sort(key=lambda layer: -layer.size())
     created: list[tuple[str, Digest]] = []
     lock = threading.Lock()
     stop = threading.Event()  # set when a layer failed or the user interrupted: the others give up
