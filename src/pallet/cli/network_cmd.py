@@ -90,11 +90,20 @@ def _prune(g: Any, ns: argparse.Namespace) -> None:
             print(n)
 
 
-def _no_engine(g: Any, ns: argparse.Namespace) -> None:
-    # The engine resolves a container name to its id and netns, then calls
-    # Endpoints.attach(...)/detach(...). Until it exists, every container is unknown.
+def _connect(g: Any, ns: argparse.Namespace) -> None:
+    from pallet.engine import netconnect, session
+
     _nets(g).get(ns.network)  # an unknown network is reported first, as docker does
-    raise NotFound(f"no such container: {ns.container}")
+    with session.open(g) as s:
+        netconnect.connect(s, ns.network, ns.container, ns.alias, ns.ip)
+
+
+def _disconnect(g: Any, ns: argparse.Namespace) -> None:
+    from pallet.engine import netconnect, session
+
+    _nets(g).get(ns.network)
+    with session.open(g) as s:
+        netconnect.disconnect(s, ns.network, ns.container)
 
 
 def add_parser(sub: Any) -> None:
@@ -134,10 +143,10 @@ def add_parser(sub: Any) -> None:
     cn.add_argument("--ip")
     cn.add_argument("network")
     cn.add_argument("container")
-    cn.set_defaults(func=_no_engine)
+    cn.set_defaults(func=_connect)
 
     dc = s.add_parser("disconnect", help="disconnect a container from a network")
     dc.add_argument("-f", "--force", action="store_true")
     dc.add_argument("network")
     dc.add_argument("container")
-    dc.set_defaults(func=_no_engine)
+    dc.set_defaults(func=_disconnect)

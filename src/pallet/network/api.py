@@ -148,6 +148,11 @@ def disconnect(root: str, runroot: str, container_id: str, network: str) -> None
     Endpoints(root, runroot).detach(network, container_id, unplug=True)
 
 
+def resolve_name(root: str, runroot: str, network: str) -> str:
+    """A network's name from its name or id (prefix); NotFound otherwise."""
+    return Endpoints(root, runroot).get(network).name
+
+
 def refresh_hosts(root: str, runroot: str, container_id: str, networks: Iterable[str] | None = None) -> None:
     """Write the peers section of the container's own hosts file (call after writing the file).
     Pass NETWORKS (``info["networks"]`` keys) to skip work: on ``bridge`` alone it is a no-op."""
