@@ -189,3 +189,48 @@ def test_cgroup_v2_missing_controller_is_clear(tmp_path: Path, busybox_rootfs: P
         pytest.skip("the v2 hierarchy has the memory controller here")
     with pytest.raises(NotImplementedFeature, match="memory"):
         _create(tmp_path, busybox_rootfs, ["true"], start=True, cgroup_manager="v2", memory=32 << 20)
+
+
+def test_oci_hooks_run_in_order_with_state(tmp_path: Path, busybox_rootfs: Path) -> None:
+    import json
+
+    from pallet.runtime import container as rt
+    from pallet.runtime import spec as rspec
+
+    out = tmp_path / "hk"
+    out.mkdir()
+    bb = "/bin/busybox"  # in the host and in the container rootfs
+
+    def hook(kind: str, where: str) -> dict:
+        return {"path": bb, "args": ["busybox", "sh", "-c", f"{bb} cat > {where}/{kind}.json"]}
+
+    spec = rspec.default_spec(["sh", "-c", "echo run > /hk/process"], "rootfs", binds=[(str(out), "/hk", False)])
+    spec["hooks"] = {"createRuntime": [hook("createRuntime", str(out))],
+                     "createContainer": [hook("createContainer", str(out))],
+                     "startContainer": [hook("startContainer", "/hk")],
+                     "poststart": [hook("poststart", str(out))], "poststop": [hook("poststop", str(out))]}
+    cid = new_id()
+    c = rt.create(cid, str(bundle_of(tmp_path, busybox_rootfs)), spec, root=str(tmp_path / "state"),
+                  seccomp_cache=str(tmp_path.parent / "sc"))
+    for kind in ("createRuntime", "createContainer"):
+        st = json.loads((out / f"{kind}.json").read_text())
+        assert (st["id"], st["pid"], st["status"]) == (cid, c.pid, "created")
+    assert not (out / "startContainer.json").exists()
+    c.start()
+    assert c.wait()[0] == 0
+    assert (out / "startContainer.json").exists() and (out / "process").read_text() == "run\n"
+    assert json.loads((out / "poststart.json").read_text())["id"] == cid
+    c.delete()
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
+
+
+def test_failing_create_hook_fails_create(tmp_path: Path, busybox_rootfs: Path) -> None:
+    from pallet.errors import PalletError
+    from pallet.runtime import container as rt
+    from pallet.runtime import spec as rspec
+
+    spec = rspec.default_spec(["true"], "rootfs")
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/busybox", "args": ["busybox", "false"]}]}
+    with pytest.raises(PalletError, match="createRuntime hook /bin/busybox failed"):
+        rt.create(new_id(), str(bundle_of(tmp_path, busybox_rootfs)), spec, root=str(tmp_path / "state"),
+                  start=True, seccomp_cache=str(tmp_path.parent / "sc"))

@@ -25,7 +25,7 @@ import select
 import time
 
 from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure, PalletError, Unavailable
-from pallet.runtime import jsonlite, process, seccomp, state
+from pallet.runtime import hooks, jsonlite, process, seccomp, state
 from pallet.runtime.linux import cgroups
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
@@ -52,6 +52,10 @@ def _child_error(sock: Any) -> bool:
     if tag == process.SYNC_ERROR:  # the caller's cleanup reaps the child
         process.raise_error(payload)
     return False
+
+
+def _oci_state(st: dict) -> str:
+    return jsonlite.dumps({k: v for k, v in st.items() if k != "pallet"})
 
 
 def _write_maps(pid: int, linux: dict) -> None:
@@ -88,6 +92,7 @@ class Container:
         cg = priv.get("cgroup") or {}
         self.cgroup = cgroups.manager(cg.get("manager"), cg.get("path") or cgroups.default_path(self.id))
         self.dir = state.container_dir(root, self.id)
+        self._hooks: dict | None = priv.get("hooks")
         self.console_fd: int | None = None
         self._sock: Any = None
         self._reaped: tuple[int, bool] | None = None
@@ -135,6 +140,12 @@ class Container:
                 pass
         if self._sock is not None:
             self._wait_exec()
+        self._hook("poststart")
+
+    def _hook(self, kind: str) -> None:
+        if self._hooks and self._hooks.get(kind):
+            st = dict(self.state(), status="stopped" if kind == "poststop" else "running")
+            hooks.run_all(self._hooks, kind, jsonlite.dumps(st).encode())
 
     def _wait_exec(self) -> None:
         """After the start: EOF on the sync socket = execve happened; else its error."""
@@ -217,6 +228,7 @@ class Container:
             self.console_fd = None
         self.cgroup.destroy()
         state.remove(self.root, self.id)
+        self._hook("poststop")
 
     # -- exec ----------------------------------------------------------------------------
     def exec(self, proc: dict[str, Any], *, stdio: tuple[int, int, int] | None = None,
@@ -367,20 +379,28 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
                 process.send(psock, process.SYNC_GO)
             cg.add(pid)
             process._t("cgroup joined")
-            process.send(psock, process.SYNC_CGROUP)
+            ps = state.proc_stat(pid)  # the state files are written while the child sets up
+            priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": cg.name, "path": cgpath},
+                    "created": time.time(), "rootfs": rootfs}
+            hk = spec.get("hooks") or {}
+            if hk.get("poststart") or hk.get("poststop"):
+                priv["hooks"] = {k: hk[k] for k in ("poststart", "poststop") if hk.get(k)}
+            st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": pid, "bundle": bundle,
+                  "annotations": spec.get("annotations") or {}, "pallet": priv}
+            state.write_json(d + "/config.json", spec)
+            state.write_json(d + "/state.json", st)
+            if pid_file:
+                with open(pid_file, "w") as f:
+                    f.write(str(pid))
+            state_json = b""
+            if hk:
+                state_json = _oci_state(st).encode()
+                hooks.run_all(hk, "prestart", state_json)
+                hooks.run_all(hk, "createRuntime", state_json)
+            process.send(psock, process.SYNC_CGROUP, state_json)
         except (BrokenPipeError, ConnectionResetError, OSError) as e:
             if not _child_error(psock):  # the child failed early: raise its error
                 raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
-        ps = state.proc_stat(pid)  # the state files are written while the child sets up
-        priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": cg.name, "path": cgpath},
-                "created": time.time(), "rootfs": rootfs}
-        st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": pid, "bundle": bundle,
-              "annotations": spec.get("annotations") or {}, "pallet": priv}
-        state.write_json(d + "/config.json", spec)
-        state.write_json(d + "/state.json", st)
-        if pid_file:
-            with open(pid_file, "w") as f:
-                f.write(str(pid))
         fd = None
         if fifo or proc.get("terminal"):  # else (`run`, no tty) the child only reports errors / EOF
             try:
@@ -401,6 +421,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         if start:
             c._wait_exec()
             process._t("exec'd")
+            c._hook("poststart")
         return c
     except BaseException:
         if psock is not None:

@@ -37,7 +37,7 @@ import resource  # rlimits; imported here because the child cannot import after 
 import stat
 
 from pallet import errors
-from pallet.runtime import jsonlite
+from pallet.runtime import hooks, jsonlite
 from pallet.runtime.linux import mounts
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
@@ -148,6 +148,7 @@ class Plan:
         self.join = join or []  # (ns type, path) to setns before building the rootfs
         self.new_cgroupns = new_cgroupns
         self.cgroup_dirs = cgroup_dirs or {}
+        self.hooks = spec.get("hooks") or None
 
 
 def _t(label: str) -> None:
@@ -264,10 +265,12 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             _t("mounts")
             if plan.process.get("terminal"):
                 master, slave = mounts.open_console(plan.rootfs)
-        tag, _, _ = recv(sock)  # the parent has placed us in the cgroups (done meanwhile)
+        tag, state_json, _ = recv(sock)  # the parent has placed us in the cgroups (done meanwhile)
         if tag != SYNC_CGROUP:
             os._exit(1)
         _t("cgroup")
+        if plan.hooks:
+            hooks.run_all(plan.hooks, "createContainer", state_json)
         if plan.new_cgroupns:
             sc.unshare(sc.CLONE_NEWCGROUP)
         if plan.rootfs != "/":
@@ -289,6 +292,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             os.write(w, b"0")
             os.close(w)
             os.close(fifo_fd)
+        if plan.hooks:
+            hooks.run_all(plan.hooks, "startContainer", state_json)
         _execve(sock, plan, path, slave)
     except BaseException as e:
         try:
