@@ -255,3 +255,18 @@ def test_htpasswd_formats(tmp_path: Path) -> None:
     f.write_text(f"b2b:{bcrypt.hashpw(b'new', bcrypt.gensalt(4)).decode()}\n")
     os.utime(f, (time.time() + 5, time.time() + 5))
     assert not db.check("b2b", "pw-b") and db.check("b2b", "new")  # re-read on change
+
+
+def test_pallet_client_through_token_server(token_env: dict[str, Any], pallet, busybox_tar: Path,  # type: ignore[no-untyped-def]
+                                            tmp_path: Path) -> None:
+    reg: Server = token_env["reg"]
+    pallet.env["REGISTRY_AUTH_FILE"] = str(tmp_path / "auth.json")
+    pallet.env["DOCKER_CONFIG"] = str(tmp_path / "docker")
+    ref = f"{reg.host}/own/tok:1"
+    pallet("import", str(busybox_tar), ref)
+    assert pallet.fail("push", "-q", ref).rc != 0  # no credentials
+    assert pallet.fail("login", "-u", "alice", "--password-stdin", reg.host, input="wrong\n").rc != 0
+    pallet("login", "-u", "alice", "--password-stdin", reg.host, input="pw1\n")
+    pallet("push", "-q", ref)
+    pallet("rmi", ref)
+    pallet("pull", "-q", ref)
