@@ -13,9 +13,10 @@ Steps of ``init`` (parent <-> child):
    (on cgroup v1 the first attach waits for an RCU grace period, ~10 ms: it overlaps with the
    child's mounts) and sends ``SYNC_CGROUP``;
 3. child: joins namespaces given by path, builds the rootfs (the cgroup mount binds the
-   container's cgroup directories), console; waits for ``SYNC_CGROUP``, unshares the cgroup
-   namespace (its root is now the container's cgroup), ``pivot_root``, masked/read-only paths,
-   hostname, resolves the command, sends ``SYNC_READY`` (with the console master fd; skipped
+   container's cgroup directories), console, ``pivot_root``, masked/read-only paths, hostname,
+   resolves the command; waits for ``SYNC_CGROUP`` (before ``pivot_root`` when there are
+   createContainer hooks), unshares the cgroup namespace (its root is now the container's
+   cgroup), sends ``SYNC_READY`` (with the console master fd; skipped
    by ``run`` without a terminal: one wake-up less) or ``SYNC_ERROR``; the parent writes the
    state files meanwhile;
 4. child waits to be started: by the exec fifo (``create`` then ``start`` from any process,
@@ -240,6 +241,18 @@ def _exec_failed(sock: _socket.socket, e: OSError, name: str) -> None:
     os._exit(err.exit_code)
 
 
+def _joined(sock: _socket.socket, plan: Plan) -> bytes:
+    """Wait until the parent has placed us in the cgroups; then the cgroup namespace (its root is
+    the container's cgroup). Returns the state JSON the parent sent along (for hooks)."""
+    tag, state_json, _ = recv(sock)
+    if tag != SYNC_CGROUP:
+        os._exit(1)
+    _t("cgroup")
+    if plan.new_cgroupns:
+        sc.unshare(sc.CLONE_NEWCGROUP)
+    return state_json
+
+
 def init(plan: Plan, sock: _socket.socket) -> None:
     """The child after clone(): never returns."""
     code = 1
@@ -265,14 +278,10 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             _t("mounts")
             if plan.process.get("terminal"):
                 master, slave = mounts.open_console(plan.rootfs)
-        tag, state_json, _ = recv(sock)  # the parent has placed us in the cgroups (done meanwhile)
-        if tag != SYNC_CGROUP:
-            os._exit(1)
-        _t("cgroup")
-        if plan.hooks:
+        state_json = b""
+        if plan.hooks:  # createContainer hooks need the state, before pivot_root
+            state_json = _joined(sock, plan)
             hooks.run_all(plan.hooks, "createContainer", state_json)
-        if plan.new_cgroupns:
-            sc.unshare(sc.CLONE_NEWCGROUP)
         if plan.rootfs != "/":
             mounts.pivot(plan.rootfs)
             _t("pivot")
@@ -283,6 +292,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
         if spec.get("domainname"):
             sc.setdomainname(spec["domainname"])
         path = resolve_command(plan.process.get("args") or [], plan.process.get("env") or [])
+        if not plan.hooks:  # as late as possible: the parent's cgroup attach ran all along
+            state_json = _joined(sock, plan)
         if plan.fifo or master is not None:  # step 3 (`run` without a tty: only EOF/error)
             send(sock, SYNC_READY, b"", master)
         if master is not None:
