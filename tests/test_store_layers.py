@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from store_util import BytesLayer, make_tar
 
-from pallet.errors import DataCorruption
+from pallet.errors import DataCorruption, PalletError
 from pallet.oci.digest import Digest
 from pallet.store import Store
 
@@ -194,3 +194,23 @@ def test_add_layer_is_idempotent_and_restores_blob(st: Store) -> None:
     st.blobs.remove(layer.digest())
     st.add_layer(layer)  # the layer is there; only the blob is stored again
     assert st.has_blob(layer.digest()) and st.has_layer(layer.diff_id())
+
+
+@pytest.mark.privileged
+def test_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
+    try:
+        with Store.open(small / "root", tmp_path / "run") as st:
+            for comp in ("", "gzip"):
+                layer = BytesLayer(make_tar([("big", "file", os.urandom(2_500_000))]), comp)
+                with pytest.raises(PalletError, match="No space left on device") as ei:
+                    st.add_layer(layer)
+                assert "\n" not in str(ei.value)
+                assert _empty(st)
+            with pytest.raises(PalletError, match="No space left on device"):
+                st.put_blob(os.urandom(4_000_000))
+            assert _empty(st)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -124,11 +124,16 @@ class Applier:
         writer = FileWriter()
         try:
             count = self._apply(reader, writer)
-        except BaseException:
+        except BaseException as ex:
             writer.abort()
+            if isinstance(ex, OSError):  # from directory resolution or whiteouts
+                raise OSFailure.from_oserror(ex, "extract layer") from None
             raise
         writer.finish()
-        self._finish_dirs()
+        try:
+            self._finish_dirs()
+        except OSError as ex:
+            raise OSFailure.from_oserror(ex, "extract layer") from None
         return count
 
     def _apply(self, reader: TarReader, writer: FileWriter) -> int:

@@ -65,7 +65,10 @@ class BlobWriter:
                 raise DataCorruption(f"blob digest mismatch: expected {expected}, got {got}")
             if size is not None and size != self.size:
                 raise DataCorruption(f"blob {got} size mismatch: expected {size} bytes, got {self.size}")
-            os.fsync(self.fd)
+            try:
+                os.fsync(self.fd)
+            except OSError as e:
+                raise OSFailure.from_oserror(e, "fsync blob", self.tmp) from None
             os.close(self.fd)
             self.fd = -1
             dest = self.paths.blob(got)
@@ -131,7 +134,10 @@ class BlobStore:
         w = BlobWriter(self.paths, expected.algorithm if expected else "sha256")
         try:
             if isinstance(src, bytes | bytearray | memoryview):
-                w.write(src)
+                try:
+                    w.write(src)
+                except OSError as e:
+                    raise OSFailure.from_oserror(e, "write blob", w.tmp) from None
             else:
                 read = src.read
                 while True:
@@ -141,7 +147,10 @@ class BlobStore:
                         raise OSFailure.from_oserror(e, "read blob source") from None
                     if not b:
                         break
-                    w.write(b)
+                    try:
+                        w.write(b)
+                    except OSError as e:
+                        raise OSFailure.from_oserror(e, "write blob", w.tmp) from None
                     if size is not None and w.size > size:
                         raise DataCorruption(f"blob is larger than the expected {size} bytes")
         except BaseException:

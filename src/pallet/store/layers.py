@@ -104,7 +104,10 @@ class _Tee:
             self.hasher.update(b)
             self.size += len(b)
             if self.writer is not None:
-                self.writer.write_unhashed(b)
+                try:
+                    self.writer.write_unhashed(b)
+                except OSError as e:  # ENOSPC, EIO: the store's fault, not the stream's
+                    raise OSFailure.from_oserror(e, "write blob", self.writer.tmp) from None
         return b
 
     def readinto(self, buf: Any) -> int:
