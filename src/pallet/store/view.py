@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pallet.oci import manifest as oci_manifest
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Manifest
-from pallet.oci.mediatypes import layer_compression
+from pallet.oci.mediatypes import sniff_compression
 
 if TYPE_CHECKING:
     from pallet.store.store import ImageRecord, Store
@@ -41,7 +41,7 @@ class StoredLayer:
 
     def uncompressed(self) -> BinaryIO:
         f = self.compressed()
-        kind = layer_compression(self._media_type)
+        kind = sniff_compression(f.peek(4)[:4])  # type: ignore[attr-defined]  # as add_layer did
         if kind == "gzip":
             from isal import igzip
 
