@@ -356,7 +356,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
     try:
         process._t("create")
         cg = cgroups.manager(cgroup_manager, cgpath)
-        cg.create(linux.get("resources"))
+        cg.create(linux.get("resources"), apply_limits=False)  # checks controllers; limits after clone
         bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
         fifo = None
         if not start:
@@ -377,6 +377,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
             if userns:
                 _write_maps(pid, linux)
                 process.send(psock, process.SYNC_GO)
+            cg.apply(linux.get("resources"))  # meanwhile the child mounts
             cg.add(pid)
             process._t("cgroup joined")
             ps = state.proc_stat(pid)  # the state files are written while the child sets up
@@ -398,7 +399,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
                 hooks.run_all(hk, "prestart", state_json)
                 hooks.run_all(hk, "createRuntime", state_json)
             process.send(psock, process.SYNC_CGROUP, state_json)
-        except (BrokenPipeError, ConnectionResetError, OSError) as e:
+        except (BrokenPipeError, ConnectionResetError) as e:
             if not _child_error(psock):  # the child failed early: raise its error
                 raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
         fd = None

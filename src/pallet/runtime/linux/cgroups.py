@@ -3,7 +3,8 @@
 
 Contract (runtime-spec config-linux.md "Control groups", "resources"):
 ``create(resources)`` makes the directories and writes the limits (nothing is left behind when
-it fails), ``add(pid)`` places a process, ``destroy()`` kills what is left and removes the
+it fails; ``apply_limits=False`` + ``apply(resources)`` splits the two, so the runtime writes the
+limits while the container's init builds its rootfs), ``add(pid)`` places a process, ``destroy()`` kills what is left and removes the
 directories (idempotent). ``linux.cgroupsPath`` is taken from each hierarchy's root; the default
 is ``/pallet-runtime/<id>``. Parent directories are kept (they are shared).
 """
@@ -79,14 +80,15 @@ class CgroupV1:
         self.root = root
         self.paths = {c: f"{root}/{c}{self.rel}" for c in V1_CONTROLLERS if os.path.isdir(f"{root}/{c}")}
 
-    def create(self, resources: dict | None) -> None:
+    def create(self, resources: dict | None, apply_limits: bool = True) -> None:
         try:
             for c, p in self.paths.items():
                 if c == "cpuset":
                     self._mk_cpuset(p)
                 else:
                     os.makedirs(p, exist_ok=True)
-            self._apply(resources or {})
+            if apply_limits:
+                self._apply(resources or {})
         except BaseException:
             self.destroy()
             raise
@@ -103,6 +105,10 @@ class CgroupV1:
             for f in ("cpuset.cpus", "cpuset.mems"):
                 if not _read(f"{cur}/{f}").strip():
                     _write(f"{cur}/{f}", _read(f"{parent}/{f}").strip())
+
+    def apply(self, resources: dict | None) -> None:
+        """Write the limits (after ``create(..., apply_limits=False)``)."""
+        self._apply(resources or {})
 
     def _apply(self, r: dict) -> None:
         p = self.paths
@@ -217,7 +223,7 @@ class CgroupV2:
         self.path = self.root + self.rel
         self.paths = {"unified": self.path}
 
-    def create(self, resources: dict | None) -> None:
+    def create(self, resources: dict | None, apply_limits: bool = True) -> None:
         r = resources or {}
         want = []
         mem, cpu = r.get("memory") or {}, r.get("cpu") or {}
@@ -240,10 +246,15 @@ class CgroupV2:
                     _write(cur + "/cgroup.subtree_control", " ".join("+" + c for c in want))
                 cur = cur + "/" + part
                 os.makedirs(cur, exist_ok=True)
-            self._apply(r)
+            if apply_limits:
+                self._apply(r)
         except BaseException:
             self.destroy()
             raise
+
+    def apply(self, resources: dict | None) -> None:
+        """Write the limits (after ``create(..., apply_limits=False)``)."""
+        self._apply(resources or {})
 
     def _apply(self, r: dict) -> None:
         p = self.path
