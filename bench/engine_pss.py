@@ -93,7 +93,7 @@ def hundred() -> None:
     left = {
         "containers": pallet("ps", "-aq").stdout.split(),
         "mounts": [ln for ln in open("/proc/self/mountinfo") if WORK in ln],
-        "cgroups": glob.glob("/sys/fs/cgroup/*/pallet-bench/*"),
+        "cgroups": [p for p in glob.glob("/sys/fs/cgroup/*/pallet-bench/*") if os.path.isdir(p)],
         "monitor": [monitor_pid()] if monitor_pid() else [],
         "dirs": os.listdir(os.path.join(ENV["PALLET_ROOT"], "containers")),
         "bridge": [1] if os.path.exists("/sys/class/net/pbench0") else [],

@@ -32,5 +32,23 @@ step "$PALLET" rmi busybox
 step "$PALLET" load -i "$demo/busybox-docker.tar"
 step "$PALLET" system df
 step "$PALLET" system check
+
+# -- containers (issue 3) and volumes ---------------------------------------------------------
+export PALLET_BRIDGE_NAME=pdemo0 PALLET_BRIDGE_SUBNET=10.252.0.0/24 PALLET_MONITOR_LINGER=0.5
+trap '"$PALLET" rm -f $("$PALLET" ps -aq) >/dev/null 2>&1; "$PALLET" network prune -f >/dev/null 2>&1; rm -rf "$demo"' EXIT
+step "$PALLET" run --rm busybox echo "hello from a pallet container"
+step "$PALLET" run --rm --network none -e GREETING=hi -u nobody -w /tmp busybox sh -c 'echo $GREETING $(id -un) $(pwd)'
+step "$PALLET" run -d --name web -p 18081:80 -v demo-www:/www busybox sh -c 'echo served-by-pallet > /www/index.html; exec httpd -f -p 80 -h /www'
+sleep 0.5
+step curl -s http://127.0.0.1:18081/
+step "$PALLET" ps
+step "$PALLET" exec web sh -c 'ps; hostname'
+step "$PALLET" logs web
+step "$PALLET" inspect -f '{{.State.Status}} pid={{.State.Pid}} ip={{.NetworkSettings.IPAddress}}' web
+step "$PALLET" stop -t 1 web
+step "$PALLET" rm web
+step "$PALLET" run --rm -v demo-www:/data busybox cat /data/index.html
+step "$PALLET" volume ls
+step "$PALLET" volume rm demo-www
 echo
 echo "demo: ok"

@@ -138,3 +138,26 @@ def test_ps_filters_and_formats(bb) -> None:  # type: ignore[no-untyped-def]
     bb("stop", "-t", "0", "cc")
     out = bb("container", "prune", "-f").out
     assert "Deleted Containers" in out and bb("ps", "-aq").out == ""
+
+
+def test_monitor_killed_state_reconciled(bb) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from engine_helpers import monitor_pid
+
+    bb("run", "-d", "--name", "a1", "busybox", "sleep", "30")
+    bb("run", "-d", "--name", "a2", "busybox", "sleep", "30")
+    mon = monitor_pid(bb.runroot)
+    assert mon > 0
+    os.kill(mon, signal.SIGKILL)
+    assert wait_until(lambda: not os.path.exists(f"/proc/{mon}/stat") or
+                      open(f"/proc/{mon}/stat").read().split(") ")[1].startswith("Z"))
+    # a container whose monitor died keeps running, and can still be stopped
+    assert bb("inspect", "-f", "{{.State.Status}}", "a1").out.strip() == "running"
+    bb("stop", "-t", "1", "a1")
+    st = bb("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "a1").out.split()
+    assert st == ["exited", "255"]  # nobody was left to collect its status: unknown, as docker
+    pid = int(bb("inspect", "-f", "{{.State.Pid}}", "a2").out)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: bb("ps", "-a", "--filter", "status=exited", "-q").out.count("\n") == 2)
+    bb("rm", "a1", "a2")
