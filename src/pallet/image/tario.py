@@ -35,9 +35,20 @@ _TYPES = {b"0": REG, b"\0": REG, b"7": REG, b"1": HARDLINK, b"2": SYMLINK, b"3":
 class TarEntry:
     __slots__ = ("name", "linkname", "type", "mode", "uid", "gid", "size", "mtime_ns",
                  "devmajor", "devminor", "xattrs")
+    name: str
+    linkname: str
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, bytes] | None
 
     def __init__(self) -> None:
-        self.xattrs: dict[str, bytes] | None = None
+        self.xattrs = None
 
     def __repr__(self) -> str:
         return f"TarEntry({self.name!r}, type={self.type!r}, size={self.size})"
@@ -266,8 +277,8 @@ class TarReader:
             t = _TYPES.get(tb)
             if t is None:
                 if tb == b"x":
-                    got = _parse_pax(self.read_all())
-                    pax = got if pax is None else {**pax, **got}
+                    rec = _parse_pax(self.read_all())
+                    pax = rec if pax is None else {**pax, **rec}
                     continue
                 if tb == b"g":
                     self._global.update(_parse_pax(self.read_all()))
@@ -297,9 +308,11 @@ class TarReader:
             else:
                 e.name = _str(name)
             e.linkname = longlink if longlink is not None else (_str(linkname) if linkname[0] else "")
-            if pax is not None or self._global:
-                self._apply_pax(e, {**self._global, **pax} if self._global else pax)  # type: ignore[dict-item]
+            if pax is not None:
+                self._apply_pax(e, {**self._global, **pax} if self._global else pax)
                 pax = None
+            elif self._global:
+                self._apply_pax(e, self._global)
             longname = longlink = None
             yield e
 

@@ -173,18 +173,18 @@ def check(st: Store, repair: bool) -> CheckReport:
     layer_rows = {r[0]: r[1] for r in st.db.query("SELECT diff_id, refcount FROM layers")}
     present = set()
     for name in st.layers.all():
-        d = f"sha256:{name}"
+        lid = f"sha256:{name}"
         ok = (st.paths.layers / name / "layer.json").is_file() and (st.paths.layers / name / "diff").is_dir()
         if not ok:
-            bad_layers.add(d)
-            rep.problems.append(f"layer {d} is incomplete")
-        elif d not in layer_rows:
-            rep.garbage.append(f"layer {d} is not used by any image")
+            bad_layers.add(lid)
+            rep.problems.append(f"layer {lid} is incomplete")
+        elif lid not in layer_rows:
+            rep.garbage.append(f"layer {lid} is not used by any image")
         else:
-            present.add(d)
-        if repair and (not ok or d not in layer_rows):
+            present.add(lid)
+        if repair and (not ok or lid not in layer_rows):
             st.layers.remove(Digest("sha256", name))
-            rep.repaired.append(f"removed {'incomplete' if not ok else 'unused'} layer {d}")
+            rep.repaired.append(f"removed {'incomplete' if not ok else 'unused'} layer {lid}")
     counts: dict[str, int] = {}
     broken: set[str] = set()
     for iid, mdig in st.db.query("SELECT id, manifest_digest FROM images"):

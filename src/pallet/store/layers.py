@@ -127,8 +127,8 @@ def _decoder(tee: _Tee, kind: str) -> Any:
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(tee, read_size=CHUNK, read_across_frames=True,
-                                                          closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(tee, read_size=CHUNK,  # type: ignore[arg-type]
+                                                          read_across_frames=True, closefd=False)
     return tee
 
 
