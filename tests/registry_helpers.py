@@ -129,6 +129,13 @@ class Server:
                 self.proc.wait(5)
 
 
+def _die_with_parent() -> None:
+    """preexec: the server dies with the test process, even when that is SIGKILLed (timeouts)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def pallet_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "pallet", *args]
 
@@ -141,7 +148,8 @@ def start_registry(root: Path, *extra: str, port: int | None = None, wait: float
     if not any(a == "--access-log" for a in extra):
         args += ["--access-log", str(log) if log else "off"]
     stderr = open(root.parent / f"registry-{port}.err", "wb")
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     srv = Server(port, root, proc, args, scheme)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -241,7 +249,8 @@ def start_token_server(dir: Path, htpasswd: Path, key: Path, service: str, issue
     port = free_port()
     proc = subprocess.Popen(pallet_argv("registry", "token-server", "--addr", f"127.0.0.1:{port}", "--htpasswd",
                                         str(htpasswd), "--key", str(key), "--issuer", issuer, "--service", service,
-                                        *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        *extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
     srv = Server(port, dir, proc)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
