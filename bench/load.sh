@@ -18,10 +18,11 @@ cleanup() {
 trap cleanup EXIT
 cat "$ARCHIVE" >/dev/null  # both runs read it from the page cache
 sync
-t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
+PY=.venv/bin/python
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); $PY -c "print($e - $s)"; }
 tp=$(t $PALLET --root "$WORK/pallet" --runroot "$WORK/pallet-run" load -i "$ARCHIVE")
 sync
 tq=$(t podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver overlay load -q -i "$ARCHIVE")
 sync
 printf 'pallet load: %.2f s\npodman load: %.2f s\nratio pallet/podman: %.2f (goal <= 0.7)\n' \
-  "$tp" "$tq" "$(echo "$tp / $tq" | bc -l)"
+  "$tp" "$tq" "$($PY -c "print($tp / $tq)")"
