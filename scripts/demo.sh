@@ -35,9 +35,9 @@ step "$PALLET" system check
 
 # -- containers (issue 3) and volumes ---------------------------------------------------------
 export PALLET_BRIDGE_NAME=pdemo0 PALLET_BRIDGE_SUBNET=10.252.0.0/24 PALLET_MONITOR_LINGER=0.5
-trap '"$PALLET" rm -f $("$PALLET" ps -aq) >/dev/null 2>&1; "$PALLET" network prune -f >/dev/null 2>&1; rm -rf "$demo"' EXIT
+trap 'ids=$("$PALLET" ps -aq || true); [ -z "$ids" ] || "$PALLET" rm -f $ids >/dev/null 2>&1 || true; "$PALLET" network prune -f >/dev/null 2>&1 || true; rm -rf "$demo"' EXIT
 step "$PALLET" run --rm busybox echo "hello from a pallet container"
-step "$PALLET" run --rm --network none -e GREETING=hi -u nobody -w /tmp busybox sh -c 'echo $GREETING $(id -un) $(pwd)'
+step "$PALLET" run --rm --network none -e GREETING=hi -u 1000 -w /tmp busybox sh -c 'echo $GREETING $(id -u) $(pwd)'
 step "$PALLET" run -d --name web -p 18081:80 -v demo-www:/www busybox sh -c 'echo served-by-pallet > /www/index.html; exec httpd -f -p 80 -h /www'
 sleep 0.5
 step curl -s http://127.0.0.1:18081/

@@ -68,7 +68,13 @@ def setup(store: Any, conn: Any, c: Container, dirs: Dirs) -> Wired:
                       publish_all=bool(c.host.get("PublishAllPorts")), exposed=exposed,
                       hosts_path=str(dirs.dir / "hosts"))
     except BaseException:
-        api.teardown(root, runroot, c.id, ns, networks=[mode])
+        try:
+            api.remove_netns(ns)  # first: the netns must go even if the network is unusable
+        finally:
+            try:
+                api.teardown(root, runroot, c.id, None, networks=[mode])
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         raise
     return Wired(ns, s.reservation, s.info)
 
