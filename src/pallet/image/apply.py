@@ -69,6 +69,7 @@ class Applier:
         self.root_fd = root_fd
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self._dirs: dict[tuple[str, ...], int] = {}
+        self._fast: dict[str, int] = {}  # "a/b" -> the same fds as _dirs[("a", "b")]
         self._dirmeta: list[tuple[tuple[str, ...], int, int, dict[str, bytes] | None]] = []
 
     # -- directory resolution ---------------------------------------------------------------
@@ -96,11 +97,13 @@ class Applier:
         return fd
 
     def _forget(self, parts: tuple[str, ...]) -> None:
+        self._fast.clear()
         n = len(parts)
         for k in [k for k in self._dirs if k[:n] == parts]:
             os.close(self._dirs.pop(k))
 
     def close(self) -> None:
+        self._fast.clear()
         for fd in self._dirs.values():
             os.close(fd)
         self._dirs.clear()
@@ -149,24 +152,40 @@ class Applier:
         dirs = self._dirs
         open_, close, utime, fchown, fchmod = os.open, os.close, os.utime, os.fchown, os.fchmod
         copy, take = reader.copy_to, reader.take
+        fast = self._fast
         for e in reader:
             count += 1
             if len(dirs) > _MAX_CACHED:
                 self.close()
-            parts = split_name(e.name)
-            if not parts:
-                if e.type == DIR:
-                    self._dirmeta.append(((), e.mode, e.mtime_ns, e.xattrs))
-                    if priv:
-                        os.chown(self.root_fd, e.uid, e.gid)
-                continue
-            base = parts[-1]
-            if base[:4] == WH_PREFIX:
-                self._whiteout(parts, e.name)
-                continue
-            pfd = dirs.get(parts[:-1]) if len(parts) > 1 else self.root_fd
-            if pfd is None:
-                pfd = self._dir(parts[:-1])
+            name = e.name
+            n = name[2:] if name[:2] == "./" else name
+            parts: tuple[str, ...] | None
+            if n and n[0] not in "/." and "/." not in n and "//" not in n and n[-1] != "/" and "\0" not in n:
+                # the common case: a clean relative name, no '.'/'..' component, not a whiteout
+                parts = None
+                i = n.rfind("/")
+                if i < 0:
+                    pfd, base = self.root_fd, n
+                else:
+                    pfd = fast.get(n[:i])
+                    if pfd is None:
+                        pfd = fast[n[:i]] = self._dir(tuple(n[:i].split("/")))
+                    base = n[i + 1:]
+            else:
+                parts = split_name(name)
+                if not parts:
+                    if e.type == DIR:
+                        self._dirmeta.append(((), e.mode, e.mtime_ns, e.xattrs))
+                        if priv:
+                            os.chown(self.root_fd, e.uid, e.gid)
+                    continue
+                base = parts[-1]
+                if base[:4] == WH_PREFIX:
+                    self._whiteout(parts, e.name)
+                    continue
+                pfd = dirs.get(parts[:-1]) if len(parts) > 1 else self.root_fd
+                if pfd is None:
+                    pfd = self._dir(parts[:-1])
             t = e.type
             try:
                 if t == REG:
@@ -174,7 +193,7 @@ class Applier:
                     try:
                         fd = open_(base, _FILEFLAGS, mode & 0o777, dir_fd=pfd)
                     except FileExistsError:
-                        self._remove(pfd, parts)
+                        self._remove(pfd, parts or split_name(name))
                         fd = open_(base, _FILEFLAGS, mode & 0o777, dir_fd=pfd)
                     size = e.size
                     if size <= MAX_FILE:  # finished by the writer thread (see filewriter.py)
@@ -200,14 +219,16 @@ class Applier:
                         utime(fd, ns=(e.mtime_ns, e.mtime_ns))
                     finally:
                         close(fd)
-                elif t == DIR:
-                    self._mkdir(pfd, parts, e)
-                elif t == SYMLINK:
-                    self._symlink(pfd, parts, e)
-                elif t == HARDLINK:
-                    self._hardlink(pfd, parts, e.linkname, e.name)
-                elif t in (CHR, BLK, FIFO):
-                    self._node(pfd, parts, e)
+                else:
+                    parts = parts or split_name(name)
+                    if t == DIR:
+                        self._mkdir(pfd, parts, e)
+                    elif t == SYMLINK:
+                        self._symlink(pfd, parts, e)
+                    elif t == HARDLINK:
+                        self._hardlink(pfd, parts, e.linkname, e.name)
+                    elif t in (CHR, BLK, FIFO):
+                        self._node(pfd, parts, e)
             except InvalidArgument:
                 raise
             except OSError as ex:
