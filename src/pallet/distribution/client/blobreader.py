@@ -62,21 +62,25 @@ class BlobReader(io.RawIOBase):
             raise DataCorruption(f"{self._what}: registry sent {length} bytes, the descriptor says {self._size}")
         return resp
 
-    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._verified or len(b) == 0:
-            return 0
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``min(n, STEP)`` bytes (``b""`` at the verified end). Returns the response's
+        own buffer: no intermediate bytearray or copy, which matters at 270 MB per layer."""
+        if n is None or n < 0:
+            return self.readall()
+        if self._verified or n == 0:
+            return b""
         while True:
             if self._resp is None:
                 self._resp = self._open()
             try:
-                # at most STEP bytes per call (readinto fills its whole buffer before returning):
+                # at most STEP bytes per call (a read blocks until its whole amount arrived):
                 # progress and cancellation see the bytes as they come from a slow registry
-                n = self._resp.raw.readinto(memoryview(b)[:STEP])
+                data = self._resp.raw.read(min(n, STEP))
             except (http.client.IncompleteRead, *NET_ERRORS) as e:
                 self._drop()
                 self._resume(e)
                 continue
-            if n == 0:
+            if not data:
                 if self._off < self._size:
                     self._drop()
                     self._resume(None)
@@ -84,18 +88,24 @@ class BlobReader(io.RawIOBase):
                 self._resp.close()
                 self._resp = None
                 self._finish()
-                return 0
-            if self._off + n > self._size:
+                return b""
+            if self._off + len(data) > self._size:
                 self._drop()
                 raise DataCorruption(f"{self._what}: more data than the descriptor's {self._size} bytes")
             if self._verify:
-                self._hash.update(memoryview(b)[:n])
-            self._off += n
+                self._hash.update(data)
+            self._off += len(data)
             if self._progress:
-                self._progress(n)
+                self._progress(len(data))
             if self._off == self._size:
                 self._finish()
-            return n
+            return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        n = len(data)
+        memoryview(b)[:n] = data
+        return n
 
     def _finish(self) -> None:
         if self._verified:
@@ -124,12 +134,11 @@ class BlobReader(io.RawIOBase):
 
     def readall(self) -> bytes:
         out = bytearray()
-        buf = bytearray(CHUNK)
         while True:
-            n = self.readinto(buf)
-            if not n:
+            data = self.read(CHUNK)
+            if not data:
                 return bytes(out)
-            out += buf[:n]
+            out += data
 
     def close(self) -> None:
         self._drop()
