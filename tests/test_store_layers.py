@@ -214,3 +214,15 @@ def test_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path: Path) -> None
             assert _empty(st)
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_compression_is_sniffed_not_trusted(st: Store) -> None:
+    """A blob labelled gzip that is a plain tar (and the reverse) is still read correctly."""
+    plain = BytesLayer(make_tar([("p", "file", b"plain")]))
+    plain._mt = "application/vnd.oci.image.layer.v1.tar+gzip"
+    st.add_layer(plain)
+    assert (st.layer_dir(plain.diff_id()) / "p").read_bytes() == b"plain"
+    z = BytesLayer(make_tar([("z", "file", b"zstd")]), "zstd")
+    z._mt = "application/vnd.oci.image.layer.v1.tar"
+    st.add_layer(z)
+    assert (st.layer_dir(z.diff_id()) / "z").read_bytes() == b"zstd"

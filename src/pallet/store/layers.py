@@ -254,6 +254,8 @@ class LayerStore:
             except Exception as e:  # isal/zlib/zstd errors have no common base class
                 raise DataCorruption(f"layer {digest}: corrupt {kind or 'tar'} stream: {e}") from None
             if b:
+                if type(b) is not bytes:  # the tar reader hands out views: it needs immutable chunks
+                    b = bytes(b)
                 if uhash is not None:
                     uhash.update(b)
                 usize += len(b)
