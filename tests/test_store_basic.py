@@ -128,3 +128,13 @@ def test_diff_id_mismatch_in_config_leaves_nothing(st: Store) -> None:
         st.write_image(BytesImage([good, bad]))
     assert os.listdir(st.paths.layers) == [] and st.blobs.all() == [] and _tmp_empty(st)
     assert st.list_images() == []
+
+
+def test_failed_write_inside_outer_shared_lock(st: Store) -> None:
+    """put_blob then write_image under one shared lock: a failure raises the real error."""
+    bad = BytesLayer(make_tar([("g", "file", b"2")]), diff_id=Digest.of(b"not the tar"))
+    with st.lock.shared():
+        st.put_blob(b"config-ish")
+        with pytest.raises(DataCorruption):
+            st.write_image(BytesImage([bad]))
+    assert st.check().ok

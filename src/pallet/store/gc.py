@@ -107,7 +107,11 @@ def _referenced_blobs(st: Store) -> set[str]:
 
 
 def rollback(st: Store, created: list[tuple[str, Digest]]) -> None:
-    """Undo what a failed write_image created, unless rows reference it by now."""
+    """Undo what a failed write_image created, unless rows reference it by now. When the
+    caller still holds the store lock shared (an outer ``with st.lock.shared()``), the lock
+    cannot be upgraded safely: the leftovers stay as garbage for ``check(repair=True)``."""
+    if st.lock.held:
+        return
     with st.lock.exclusive():
         blobs = _referenced_blobs(st)
         layers = {r[0] for r in st.db.query("SELECT diff_id FROM layers")}
