@@ -260,18 +260,30 @@ class Container:
             raise Conflict(f"container {self.id} is not running ({e.strerror})") from None
         psock, csock = process.socketpair()
         psock.settimeout(30)
+        process._t("exec: fork")
         helper = os.fork()
         if helper == 0:  # the helper: join, clone into the pid namespace, leave
             code = 1
             try:
                 psock.close()
-                self.cgroup.add(os.getpid())
+                process._t("helper")
+                # opened before setns(mnt): the host's cgroupfs paths are not visible from inside
+                procs = [os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+                         for p in self.cgroup.paths.values()]
                 for name, nsfd in nsfds:
                     sc.setns(nsfd, 0, f"{name} of {self.id}")
+                jr, jw = os.pipe()
                 child = sc.clone(sc.CLONE_PARENT)
                 if child == 0:
-                    process.exec_child(plan, csock, bool(merged.get("terminal")))
+                    os.close(jw)
+                    process.exec_child(plan, csock, bool(merged.get("terminal")), jr)
+                os.close(jr)
                 process.send(csock, process.SYNC_PID, str(child).encode())
+                # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
+                for pfd in procs:
+                    os.write(pfd, str(child).encode())
+                os.write(jw, b"1")
+                process._t("helper: cgroup joined")
                 code = 0
             except BaseException as e:  # noqa: B036 - the helper must never return
                 try:

@@ -26,9 +26,11 @@ Steps of ``init`` (parent <-> child):
    close-on-exec: EOF tells the parent the exec worked; an exec failure is sent as
    ``SYNC_ERROR`` (not found -> 127, not executable -> 126).
 
-``exec_into`` runs a process in a running container: a helper joins the cgroup and the
-namespaces (``setns``), then ``clone(CLONE_PARENT)`` so the new process is in the container's
-pid namespace *and* a child of the caller; the helper exits. Steps 4-5 are shared.
+``Container.exec`` runs a process in a running container: a forked helper opens the
+container's cgroup.procs files, joins the namespaces (``setns``), then ``clone(CLONE_PARENT)``\ s
+so the new process is in the container's pid namespace *and* a child of the caller; the helper
+places it in the cgroups while it sets up (it waits on a pipe before exec) and exits.
+Step 5 is shared with ``init``.
 """
 from __future__ import annotations
 
@@ -315,8 +317,10 @@ def init(plan: Plan, sock: _socket.socket) -> None:
     os._exit(code if code in (126, 127) else 1)
 
 
-def exec_child(plan: Plan, sock: _socket.socket, tty: bool) -> None:
-    """The exec'd process, already in the container's namespaces: never returns."""
+def exec_child(plan: Plan, sock: _socket.socket, tty: bool, joined: int = -1) -> None:
+    """The exec'd process, already in the container's namespaces: never returns. ``joined`` is
+    a pipe the helper writes once it has placed us in the container's cgroups (meanwhile we
+    set up); EOF without a byte means it failed."""
     code = 1
     try:
         _dup_stdio(plan.stdio)
@@ -324,6 +328,10 @@ def exec_child(plan: Plan, sock: _socket.socket, tty: bool) -> None:
         if tty:
             master, slave = _exec_pty()
         path = resolve_command(plan.process.get("args") or [], plan.process.get("env") or [])
+        if joined >= 0:
+            if os.read(joined, 1) != b"1":
+                os._exit(1)
+            os.close(joined)
         send(sock, SYNC_READY, b"", master)
         if master is not None:
             os.close(master)
