@@ -68,3 +68,29 @@ def ms(x): return f"{x['mean']*1000:.1f} ms (median {x['median']*1000:.1f}, user
 for name, x in r.items():
     print(f"{name:20s} {ms(x)}  ratio vs runc: mean {x['mean']/base['mean']:.2f}x, median {x['median']/base['median']:.2f}x")
 EOF
+
+# exec into a running container: `runc exec CTR true` vs `pallet-runtime exec CTR true`
+mkdir -p "$WORK/bundle-sleep"
+"$PY" - "$WORK" <<'EOF2'
+import json, sys
+w = sys.argv[1]
+c = json.load(open(f"{w}/bundle/config.json"))
+c["process"]["args"] = ["sleep", "600"]
+json.dump(c, open(f"{w}/bundle-sleep/config.json", "w"))
+EOF2
+ln -s busybox "$WORK/bundle/rootfs/bin/sleep"
+runc --root "$WORK/runc" run -d --bundle "$WORK/bundle-sleep" exec-runc </dev/null >/dev/null 2>&1
+"$PRT" --root "$WORK/prt" run -d --bundle "$WORK/bundle-sleep" exec-prt </dev/null >/dev/null 2>&1
+hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/e.json" \
+  -n "runc exec" "runc --root $WORK/runc exec exec-runc true" \
+  -n "pallet-runtime exec" "$PRT --root $WORK/prt exec exec-prt true" >/dev/null
+runc --root "$WORK/runc" delete -f exec-runc
+"$PRT" --root "$WORK/prt" delete -f exec-prt
+"$PY" - "$WORK/e.json" <<'EOF2'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+a, b = r["runc exec"], r["pallet-runtime exec"]
+for n, x in (("runc exec", a), ("pallet-runtime exec", b)):
+    print(f"{n:20s} mean {x['mean']*1000:.1f} ms, median {x['median']*1000:.1f} ms, cpu {(x['user']+x['system'])*1000:.1f} ms")
+print(f"exec ratio pallet-runtime/runc: median {b['median']/a['median']:.2f}x, cpu {(b['user']+b['system'])/(a['user']+a['system']):.2f}x")
+EOF2

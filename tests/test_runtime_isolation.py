@@ -78,7 +78,7 @@ def test_dev_listing(tmp_path: Path, busybox_rootfs: Path) -> None:
 def test_id_pid1_hostname_env_cwd(tmp_path: Path, busybox_rootfs: Path) -> None:
     r = run(tmp_path, busybox_rootfs, ["sh", "-c", "id; echo $$; hostname; echo $FOO; pwd"],
             hostname="box1", env=["FOO=bar"], cwd="/tmp")
-    assert r.out.split("\n")[:5] == ["uid=0(root) gid=0(root)", "1", "box1", "bar", "/tmp"]
+    assert r.out.split("\n")[:5] == ["uid=0(root) gid=0(root) groups=0(root)", "1", "box1", "bar", "/tmp"]
 
 
 def test_proc_sys_is_read_only_and_paths_masked(tmp_path: Path, busybox_rootfs: Path) -> None:
@@ -178,3 +178,30 @@ def test_writable_copy_of_rootfs(tmp_path: Path, busybox_rootfs: Path) -> None:
     root = copy_rootfs(busybox_rootfs, tmp_path / "rootfs-copy")
     r = run(tmp_path, root, ["sh", "-c", "echo hi > /root/f"])
     assert r.code == 0 and (root / "root" / "f").read_text() == "hi\n"
+
+
+DOCKER_SOCK = "/tmp/anchors/docker.sock"
+PARITY = ("grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status; echo --; ls /dev; echo --; "
+          "awk '{print $2}' /proc/self/mounts | sort; echo --; id; echo $$")
+
+
+@pytest.mark.interop
+def test_same_view_as_docker(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """Docker's defaults, compared on the anchor dockerd: caps, seccomp, /dev, mount points, id."""
+    import shutil
+    import subprocess
+
+    if not (os.path.exists(DOCKER_SOCK) and shutil.which("docker")):
+        pytest.skip("no anchor dockerd")
+    env = dict(os.environ, DOCKER_HOST=f"unix://{DOCKER_SOCK}")
+    d = subprocess.run(["docker", "run", "--rm", "--network", "none", "busybox:latest", "sh", "-c", PARITY],
+                       capture_output=True, text=True, env=env, timeout=120)
+    if d.returncode != 0:
+        pytest.skip(f"docker run failed here: {d.stderr.strip()[:200]}")
+    ours = run(tmp_path, busybox_rootfs, ["sh", "-c", PARITY]).out.split("--\n")
+    theirs = d.stdout.split("--\n")
+    assert ours[0] == theirs[0]  # capability sets, NoNewPrivs, Seccomp mode and filter count
+    assert ours[1] == theirs[1]  # /dev
+    docker_only = {"/", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts"}  # engine-level files
+    assert set(ours[2].split()) - {"/"} == set(theirs[2].split()) - docker_only
+    assert ours[3] == theirs[3]

@@ -27,7 +27,7 @@ Steps of ``init`` (parent <-> child):
    ``SYNC_ERROR`` (not found -> 127, not executable -> 126).
 
 ``Container.exec`` runs a process in a running container: a forked helper opens the
-container's cgroup.procs files, joins the namespaces (``setns``), then ``clone(CLONE_PARENT)``\ s
+container's cgroup.procs files, joins the namespaces (``setns``), then calls ``clone(CLONE_PARENT)``
 so the new process is in the container's pid namespace *and* a child of the caller; the helper
 places it in the cgroups while it sets up (it waits on a pipe before exec) and exits.
 Step 5 is shared with ``init``.

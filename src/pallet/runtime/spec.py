@@ -86,8 +86,8 @@ def default_spec(args: list[str], rootfs: str = "rootfs", *, env: list[str] | No
     }
     if uid != 0:  # a non-root user gets no effective caps (Docker: only bounding)
         process["capabilities"] = {"bounding": list(caps)}
-    if additional_gids:
-        process["user"]["additionalGids"] = list(additional_gids)
+    # Docker (runc's GetExecUser) lists the primary group among the supplementary ones by default
+    process["user"]["additionalGids"] = list(additional_gids) if additional_gids is not None else [gid]
     if rlimits:
         process["rlimits"] = rlimits
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]

@@ -17,7 +17,7 @@ from pallet.errors import InvalidArgument, NotImplementedFeature, OSFailure
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio",
-                  "net_cls", "net_prio", "hugetlb", "perf_event", "rdma")
+                  "net_cls", "net_prio", "hugetlb", "perf_event", "rdma", "systemd")  # + named systemd, as runc
 # runc's always-allowed devices (v1 devices cgroup): null zero full random urandom tty console
 # ptmx, pts/*, and mknod of anything.
 DEFAULT_ALLOW = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
