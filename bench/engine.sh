@@ -15,7 +15,7 @@ WORK=$(mktemp -d /tmp/pallet-bench-engine.XXXXXX)
 export PALLET_ROOT=$WORK/root PALLET_RUNROOT=$WORK/run PALLET_BRIDGE_NAME=pbench0 PALLET_BRIDGE_SUBNET=10.251.0.0/24
 export PALLET_CGROUP_PARENT=pallet-bench
 unset PYTHONDONTWRITEBYTECODE
-P="$PY -m pallet"
+P="$HERE/.venv/bin/pallet"
 DOCKER="docker -H unix:///tmp/anchors/docker.sock"
 cleanup() {
   $P rm -f $($P ps -aq) >/dev/null 2>&1 || true

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 WORK = sys.argv[1]
 PY = sys.executable
 ENV = dict(os.environ)
-P = [PY, "-m", "pallet"]
+P = [os.path.join(os.path.dirname(PY), "pallet")]
 DOCKER = ["docker", "-H", "unix:///tmp/anchors/docker.sock"]
 
 

@@ -139,6 +139,12 @@ def remove(store: Any, conn: sqlite3.Connection, c: Container, *, force: bool = 
             state.set_removing(conn, c)
         except Conflict:
             pass
+    discard(store, conn, c, volumes=volumes)
+
+
+def discard(store: Any, conn: sqlite3.Connection, c: Container, *, volumes: bool = False) -> None:
+    """The end of a container whose process is gone: runtime state, network, dirs, row, and its
+    anonymous volumes with ``volumes`` or ``--rm``. (A foreground ``run --rm`` comes here directly.)"""
     rt.cleanup(c, store)
     Dirs(store.paths.root, store.paths.runroot, c.id).remove()
     containers.delete_row(conn, c.id)

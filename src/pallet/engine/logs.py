@@ -7,20 +7,27 @@ when it reaches 16 KiB or the stream ends, as docker does). ``read`` implements 
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 
 from pallet.engine.containers import now
+from pallet.errors import PalletError
+from pallet.runtime import jsonlite as json  # not `json`: it imports re and enum (~3 ms)
 
 MAX_PARTIAL = 16 * 1024
 
 
 class LogWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.path = path
+        self.fd = -1  # opened on the first line: a silent container costs no file
         self.partial: dict[str, bytes] = {}
+
+    def _write(self, data: bytes) -> None:
+        if self.fd < 0:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        os.write(self.fd, data)
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial.pop(stream, b"") + data
@@ -33,24 +40,24 @@ class LogWriter:
         if rest:
             self.partial[stream] = rest
         if out:
-            os.write(self.fd, b"".join(out))
+            self._write(b"".join(out))
 
     def flush(self) -> None:
         out = [self._entry(s, b) for s, b in self.partial.items() if b]
         self.partial.clear()
         if out:
-            os.write(self.fd, b"".join(out))
+            self._write(b"".join(out))
 
     def close(self) -> None:
+        self.flush()
         if self.fd >= 0:
-            self.flush()
             os.close(self.fd)
             self.fd = -1
 
     @staticmethod
     def _entry(stream: str, line: bytes) -> bytes:
-        return (json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": now()},
-                           separators=(",", ":")) + "\n").encode()
+        return (json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": now()})
+                + "\n").encode()
 
 
 def parse_since(value: str | None) -> str | None:
@@ -84,7 +91,7 @@ def _entries(path: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
             for line in f:
                 try:
                     yield json.loads(line)
-                except ValueError:
+                except (ValueError, PalletError):
                     continue
     except FileNotFoundError:
         return
@@ -117,7 +124,7 @@ def read(path: str | os.PathLike[str], *, tail: int | None = None, since: str | 
                 for line in lines:
                     try:
                         e = json.loads(line)
-                    except ValueError:
+                    except (ValueError, PalletError):
                         continue
                     yield e.get("stream", "stdout"), e.get("log", ""), e.get("time", "")
                 continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from pallet.errors import InvalidArgument, NotFound
@@ -93,7 +92,7 @@ def parse_mount(spec: str) -> dict[str, Any]:
     raise InvalidArgument(f"invalid mount type {typ!r} (bind, volume or tmpfs)")
 
 
-def resolve(conn: sqlite3.Connection, root: str | Path, *, v: list[str], mount: list[str],
+def resolve(conn: sqlite3.Connection, root: str | os.PathLike[str], *, v: list[str], mount: list[str],
             tmpfs: dict[str, str], volumes_from: list[tuple[dict[str, Any], bool | None]]) -> tuple[list[dict[str, Any]], list[str]]:
     """All mounts of a new container, volumes created; returns (mounts, volumes created now).
 
@@ -138,7 +137,7 @@ def resolve(conn: sqlite3.Connection, root: str | Path, *, v: list[str], mount: 
     return list(out.values()), created
 
 
-def drop(conn: sqlite3.Connection, root: str | Path, names: list[str]) -> None:
+def drop(conn: sqlite3.Connection, root: str | os.PathLike[str], names: list[str]) -> None:
     if not names:
         return
     from pallet.engine import volumes

@@ -93,7 +93,9 @@ class Session:
             log.close()
             io.close()
         cur = containers.reload(self.conn, c.id)
-        if cur is not None:
+        if cur is not None and cur.host.get("AutoRemove") and cur.status == "running":
+            lifecycle.discard(self.store, self.conn, cur)  # --rm: nothing to record, nobody to tell
+        elif cur is not None:
             lifecycle.after_exit(self.store, self.conn, cur, code, on_restart=self._restart_later)
         return code
 
