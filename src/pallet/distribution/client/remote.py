@@ -65,6 +65,7 @@ class RemoteImage:
         self._manifest = manifest
         self._digest = digest
         self._config: bytes | None = None
+        self._diff_ids: list[Digest] | None = None
         self._lock = threading.Lock()
         for d in manifest.layers:
             mt.layer_compression(d.media_type)  # unsupported layer type: a clear error up front
@@ -108,8 +109,12 @@ class RemoteImage:
         return self._manifest.config.digest
 
     def diff_ids(self) -> list[Digest]:
-        rootfs = self.config_file().get("rootfs") or {}
-        return [Digest.parse(str(d)) for d in rootfs.get("diff_ids") or []]
+        if self._diff_ids is None:
+            rootfs = self.config_file().get("rootfs") or {}
+            if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids") or [], list):
+                raise DataCorruption(f"image config of {self.name} has invalid rootfs.diff_ids")
+            self._diff_ids = [Digest.parse(str(d)) for d in rootfs.get("diff_ids") or []]
+        return self._diff_ids
 
     def remote_layers(self) -> list[RemoteLayer]:
         """The layers with their puller hooks (``progress``, ``verify``)."""
