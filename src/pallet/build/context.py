@@ -15,10 +15,10 @@ import os
 import posixpath
 import re
 import stat
-from dataclasses import dataclass
 from typing import BinaryIO
 
 from pallet.build.dockerignore import PatternMatcher, read_patterns
+from pallet.build.records import record
 from pallet.errors import InvalidArgument, NotFound
 
 _GLOB_CHARS = re.compile(r"(?<!\\)[*?\[]")
@@ -64,7 +64,7 @@ def secure_join(root: str, path: str) -> str:
     return sj(root, path)
 
 
-@dataclass
+@record
 class Source:
     rel: str        # path relative to the context root ("" = the root)
     path: str       # absolute host path (symlinks resolved inside the context)

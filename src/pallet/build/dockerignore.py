@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
+from pallet.build.records import record
 from pallet.errors import InvalidArgument
 
 _ESCAPE = set(".+()|{}$^")
@@ -78,7 +78,7 @@ def _check_go_pattern(p: str) -> None:
         i += 1
 
 
-@dataclass
+@record
 class _Pattern:
     text: str
     exclusion: bool

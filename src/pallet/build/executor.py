@@ -15,13 +15,13 @@ import copy
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pallet.build import dispatch, stages
 from pallet.build import instructions as ins
 from pallet.build.cache import BuildCache, step_key
 from pallet.build.parser import DockerfileError
+from pallet.build.records import field, record
 from pallet.build.shell_lex import ShellLex
 from pallet.build.steps import StepRunner
 from pallet.errors import InvalidArgument, PalletError
@@ -44,7 +44,7 @@ class BuildFailed(PalletError):
     exit_code = 1
 
 
-@dataclass
+@record
 class BuildOptions:
     tags: list[Reference] = field(default_factory=list)
     build_args: dict[str, str | None] = field(default_factory=dict)
@@ -55,7 +55,7 @@ class BuildOptions:
     network: str = "none"
 
 
-@dataclass
+@record
 class State:
     key: str
     config: dict[str, Any]          # the whole image config
@@ -76,7 +76,7 @@ class State:
         return Digest.of(self.raw()).encoded[:12]
 
 
-@dataclass
+@record
 class StageCtx:
     stage: stages.Stage
     args: dict[str, str | None] = field(default_factory=dict)   # declared ARGs -> value
@@ -148,12 +148,12 @@ class Builder:
         return self.write(state)
 
     def write(self, state: State) -> ImageRecord:
-        from pallet.store.view import StoredLayer
-
-        layers = [StoredLayer(self.store, Digest.parse(d["digest"]), Digest.parse(diff), d["size"], d["mediaType"])
-                  for d, diff in zip(state.layers, state.diff_ids, strict=True)]
         rec = self._existing(state)
         if rec is None:
+            from pallet.store.view import StoredLayer
+
+            layers = [StoredLayer(self.store, Digest.parse(d["digest"]), Digest.parse(diff), d["size"],
+                                  d["mediaType"]) for d, diff in zip(state.layers, state.diff_ids, strict=True)]
             rec = self.store.write_image(StaticImage(state.raw(), layers), self.opts.tags)
         else:  # a fully cached rebuild: the image is there; only move tags that point elsewhere
             have = {str(t) for t in rec.repo_tags}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 
 from pallet.build.parser import DockerfileError, Heredoc, Node
+from pallet.build.records import field, record, replace
 from pallet.build.shell_lex import ShellLex
 
 Expander = Callable[[str], str]
@@ -34,7 +34,7 @@ class _Err(Exception):
     pass
 
 
-@dataclass
+@record
 class Instruction:
     line: int
     end_line: int
@@ -49,7 +49,7 @@ class Instruction:
         return self
 
 
-@dataclass
+@record
 class From(Instruction):
     base: str = ""
     stage_name: str = ""
@@ -58,7 +58,7 @@ class From(Instruction):
         return replace(self, base=fn(self.base))
 
 
-@dataclass
+@record
 class ShellDependent(Instruction):
     """RUN, CMD, ENTRYPOINT: ``args`` is the exec-form list, or ``[cmdline]`` with prepend_shell."""
 
@@ -79,12 +79,12 @@ class Entrypoint(ShellDependent):
     pass
 
 
-@dataclass
+@record
 class Shell(Instruction):
     shell: list[str] = field(default_factory=list)
 
 
-@dataclass
+@record
 class KeyValues(Instruction):
     pairs: list[tuple[str, str]] = field(default_factory=list)
 
@@ -100,7 +100,7 @@ class Label(KeyValues):
     pass
 
 
-@dataclass
+@record
 class Arg(Instruction):
     pairs: list[tuple[str, str | None]] = field(default_factory=list)
 
@@ -108,7 +108,7 @@ class Arg(Instruction):
         return replace(self, pairs=[(fn(k), None if v is None else fn(v)) for k, v in self.pairs])
 
 
-@dataclass
+@record
 class Copy(Instruction):
     """COPY and ADD (``is_add``). ``sources`` are context/stage paths (or URLs for ADD);
     ``contents`` are here-documents: (name, data, expand)."""
@@ -128,7 +128,7 @@ class Copy(Instruction):
         return replace(self, sources=[fn(s) for s in self.sources], dest=fn(self.dest), flags=flags)
 
 
-@dataclass
+@record
 class Single(Instruction):
     value: str = ""
 
@@ -148,12 +148,12 @@ class StopSignal(Single):
     pass
 
 
-@dataclass
+@record
 class Maintainer(Instruction):
     value: str = ""
 
 
-@dataclass
+@record
 class Words(Instruction):
     values: list[str] = field(default_factory=list)
 
@@ -169,7 +169,7 @@ class Volume(Words):
     pass
 
 
-@dataclass
+@record
 class Healthcheck(Instruction):
     """``test`` is Docker's Healthcheck.Test: ["NONE"], ["CMD", ...] or ["CMD-SHELL", cmd].
     Durations are nanoseconds (0 = inherit the default)."""
@@ -182,7 +182,7 @@ class Healthcheck(Instruction):
     retries: int = 0
 
 
-@dataclass
+@record
 class Onbuild(Instruction):
     expression: str = ""
 

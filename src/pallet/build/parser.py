@@ -10,8 +10,8 @@ them meaning per instruction.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
+from pallet.build.records import field, record
 from pallet.build.shell_lex import ShellLex
 from pallet.errors import InvalidArgument
 
@@ -31,7 +31,7 @@ class DockerfileError(InvalidArgument):
         super().__init__(where + message)
 
 
-@dataclass
+@record
 class Heredoc:
     name: str
     content: str
@@ -40,7 +40,7 @@ class Heredoc:
     fd: int = 0
 
 
-@dataclass
+@record
 class Node:
     cmd: str                      # lower-case instruction word
     args: str                     # the text after the instruction word and its flags
@@ -51,7 +51,7 @@ class Node:
     heredocs: list[Heredoc] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Dockerfile:
     nodes: list[Node]
     escape: str = "\\"

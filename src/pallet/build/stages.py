@@ -9,15 +9,15 @@ neither built nor checked beyond syntax). A stage names another by ``FROM <earli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from pallet.build import instructions as ins
 from pallet.build.parser import DockerfileError, parse
+from pallet.build.records import field, record
 from pallet.build.shell_lex import ShellLex
 from pallet.errors import InvalidArgument, NotFound
 
 
-@dataclass
+@record
 class Stage:
     index: int
     name: str                     # lower-case AS name, or ""
@@ -29,7 +29,7 @@ class Stage:
         return self.name or str(self.index)
 
 
-@dataclass
+@record
 class Dockerfile:
     meta_args: list[ins.Arg]
     stages: list[Stage]

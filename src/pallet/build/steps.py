@@ -90,8 +90,6 @@ class StepRunner:
 
     # -- RUN --------------------------------------------------------------------------------
     def run_(self, sc: StageCtx, state: State, inst: ins.Run) -> State:
-        from pallet.build.run import heredoc_command, new_scratch, run_container
-
         b = self.b
         cfg = state.cc
         if "mount" in inst.flags or "security" in inst.flags:
@@ -102,6 +100,8 @@ class StepRunner:
         script = None
         args = dispatch.run_args(cfg, inst)
         if inst.heredocs and inst.prepend_shell:
+            from pallet.build.run import heredoc_command
+
             docs = [(h.name, h.content, h.chomp) for h in inst.heredocs]
             args, script = heredoc_command(shell, inst.args[0], docs)
             shown = shell + [inst.args[0] + "".join("\n" + c + n for n, c, _ in docs)]
@@ -113,6 +113,8 @@ class StepRunner:
         hit = b.cached(key)
         if hit is not None:
             return hit
+        from pallet.build.run import new_scratch, run_container
+
         env = list(cfg.get("Env") or [])
         names = {e.split("=", 1)[0] for e in env}
         extra = dict(declared)
