@@ -116,7 +116,14 @@ def _create(g: Any, ns: argparse.Namespace) -> int:
 
 
 def _run(g: Any, ns: argparse.Namespace) -> int:
+    import os
+
     from pallet.engine import session
+
+    if ns.tty and ns.interactive and not ns.detach and not os.isatty(0):
+        from pallet.errors import InvalidArgument
+
+        raise InvalidArgument("the input device is not a TTY")
 
     with session.open(g) as s:
         _pull(g, ns, s.store)
