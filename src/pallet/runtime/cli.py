@@ -170,7 +170,7 @@ def _run(g: dict, argv: list[str], start: bool) -> int:
 
 def _exec(g: dict, argv: list[str]) -> int:
     from pallet.runtime import container as rt
-    from pallet.runtime import jsonlite
+    from pallet.runtime import jsonlite, process
 
     o, pos = parse(argv, stop_at_positional=1)
     if not pos:
@@ -191,7 +191,9 @@ def _exec(g: dict, argv: list[str]) -> int:
     if o.get("user"):
         u, _, gr = o["user"].partition(":")
         proc["user"] = {"uid": int(u), "gid": int(gr or 0)}
+    process._t("exec: loaded")
     p = c.exec(proc, tty=bool(o.get("tty")) or None)
+    process._t("exec: started")
     if o.get("pid_file"):
         with open(o["pid_file"], "w") as f:
             f.write(str(p.pid))
@@ -202,7 +204,9 @@ def _exec(g: dict, argv: list[str]) -> int:
     _forward_signals(p.pid)
     if p.console_fd is not None and not o.get("console_socket"):
         _proxy_tty(p.console_fd)
-    return p.wait()
+    code = p.wait()
+    process._t("exec: exited")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
