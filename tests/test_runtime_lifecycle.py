@@ -234,3 +234,38 @@ def test_failing_create_hook_fails_create(tmp_path: Path, busybox_rootfs: Path) 
     with pytest.raises(PalletError, match="createRuntime hook /bin/busybox failed"):
         rt.create(new_id(), str(bundle_of(tmp_path, busybox_rootfs)), spec, root=str(tmp_path / "state"),
                   start=True, seccomp_cache=str(tmp_path.parent / "sc"))
+
+
+def test_join_pid_and_net_namespaces_by_path(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """A second container in the first one's pid and network namespaces (``--pid/--network container:``)."""
+    from runtime_util import run
+
+    a = _create(tmp_path, busybox_rootfs, ["sleep", "30"], start=True)
+    try:
+        from pallet.runtime import spec as rspec
+
+        spec = rspec.default_spec(["sh", "-c", "cat /proc/1/cmdline; echo; readlink /proc/self/ns/net"], "rootfs")
+        for ns in spec["linux"]["namespaces"]:
+            if ns["type"] in ("pid", "network"):
+                ns["path"] = f"/proc/{a.pid}/ns/{'net' if ns['type'] == 'network' else 'pid'}"
+        (tmp_path / "b").mkdir()
+        r = run(tmp_path / "b", busybox_rootfs, [], spec=spec)
+        assert r.code == 0, r.err
+        cmd, net = r.out.split("\n")[:2]
+        assert cmd.replace("\0", " ").strip() == "sleep 30"
+        assert net == os.readlink(f"/proc/{a.pid}/ns/net")
+        assert os.readlink("/proc/self/ns/pid") != os.readlink(f"/proc/{a.pid}/ns/pid")  # we went back
+    finally:
+        a.delete(force=True)
+
+
+def test_sysctl_and_oom_score_adj(tmp_path: Path, busybox_rootfs: Path) -> None:
+    from runtime_util import run
+
+    from pallet.runtime import spec as rspec
+
+    spec = rspec.default_spec(["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/self/oom_score_adj"], "rootfs")
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    spec["process"]["oomScoreAdj"] = 500
+    r = run(tmp_path, busybox_rootfs, [], spec=spec)
+    assert r.out.split() == ["1", "500"], r.err

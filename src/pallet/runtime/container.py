@@ -54,6 +54,27 @@ def _child_error(sock: Any) -> bool:
     return False
 
 
+def _clone(flags: int, pid_path: str | None) -> int:
+    """clone(); with a pid namespace given by path, our pid_for_children points there for the
+    clone and back right after (setns to our own active pid namespace is always allowed)."""
+    if pid_path is None:
+        return sc.clone(flags)
+    target = os.open(pid_path, os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        sc.setns(target, sc.CLONE_NEWPID, f"pid {pid_path}")
+        try:
+            pid = sc.clone(flags & ~sc.CLONE_NEWPID)
+        finally:
+            if pid != 0:  # the parent (or a failed clone) goes back to its own namespace
+                sc.setns(own, sc.CLONE_NEWPID, "pid (back to ours)")
+        return pid
+    finally:
+        os.close(target)
+        os.close(own)
+
+
 def _oci_state(st: dict) -> str:
     return jsonlite.dumps({k: v for k, v in st.items() if k != "pallet"})
 
@@ -349,17 +370,22 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
     rootfs = os.path.realpath(rootfs)
     linux = spec.get("linux") or {}
     flags, join, userns, cgroupns = 0, [], False, False
+    pid_path: str | None = None
     for ns in linux.get("namespaces") or ():
         t = ns.get("type")
         if t not in sc.NAMESPACES:
             raise InvalidArgument(f"unknown namespace type {t!r}")
         if ns.get("path"):
-            join.append((t, ns["path"]))
+            if t == "pid":  # must be entered before the clone: setns(pid) only moves children
+                pid_path = ns["path"]
+            else:
+                join.append((t, ns["path"]))
         elif t == "cgroup":
             cgroupns = True
         else:
             flags |= sc.NAMESPACES[t][0]
             userns = userns or t == "user"
+    join.sort(key=lambda j: (j[0] != "user", j[0] == "mount"))  # user ns first, mount ns last
     cgpath = linux.get("cgroupsPath") or cgroups.default_path(cid)
     d = state.make_dir(root, cid)
     cg = None
@@ -380,7 +406,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         psock, csock = process.socketpair()
         psock.settimeout(timeout)
         process._t("clone")
-        pid = sc.clone(flags)
+        pid = _clone(flags, pid_path)
         if pid == 0:
             psock.close()
             process.init(plan, csock)  # never returns
