@@ -147,7 +147,7 @@ class LyingRegistry:
                 h.wfile.flush()
                 h.close_connection = True
                 return None
-            if mode == "slow":  # trickle the blob: 0.05 s per 16 KiB, so a test can interrupt mid-blob
+            if mode == "slow":  # trickle the blob: 0.15 s per 16 KiB (~10 s for the layer), so a test can interrupt mid-blob
                 import time
 
                 h.send_response(200)
@@ -157,7 +157,7 @@ class LyingRegistry:
                     for i in range(0, len(data), 16384):
                         h.wfile.write(data[i:i + 16384])
                         h.wfile.flush()
-                        time.sleep(0.05)
+                        time.sleep(0.15)
                 except OSError:
                     pass
                 return None

@@ -267,7 +267,7 @@ def test_interrupted_pull_leaves_nothing(pl, busybox_tar: Path) -> None:
         p.send_signal(signal.SIGINT)
         t0 = time.monotonic()
         rc = p.wait(timeout=30)
-        assert rc == 130 and time.monotonic() - t0 < 10  # the blob alone takes > 3 s
+        assert rc == 130 and time.monotonic() - t0 < 6  # the whole blob would take ~10 s
         assert pl("images", "-q").out.strip() == ""
         _store_clean(pl.root)
         liar.mode = ""
