@@ -87,16 +87,23 @@ def _strip_link(d: dict) -> dict:
 
 
 def _nft_tables(text: str, keep_table: str) -> list[str]:
-    """nft ruleset lines, without other pallet roots' tables (``table ip pallet_*``)."""
-    out, skip = [], False
+    """nft ruleset lines, without other pallet roots' tables (``table ip pallet_*``), without
+    chains of other engines (DOCKER*, NETAVARK*, CNI*), and without bare braces and blank
+    lines (structure that other engines' chains come and go with)."""
+    out, skip, skip_chain = [], False, False
     for ln in text.splitlines():
+        st = ln.strip()
         if ln.startswith("table "):
             name = ln.split()[2]
             skip = name.startswith("pallet") and name != keep_table
-        if not skip:
+        elif st.startswith("chain "):
+            skip_chain = bool(_DOCKER.search(st))
+        if not skip and not skip_chain and st not in ("", "}"):
             out.append(ln)
         if ln == "}":
             skip = False
+        elif st == "}":
+            skip_chain = False
     return out
 
 

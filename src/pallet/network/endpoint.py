@@ -186,6 +186,8 @@ class Endpoints(Networks):
             networks = [n for n in networks if n != DEFAULT_NETWORK]
             if not networks:
                 return
+        elif all(n == DEFAULT_NETWORK for n in self.store.names()):
+            return  # no user network exists: nothing to resolve (one listdir)
         from pallet.network import etcfiles
 
         for _net, ep in self.store.endpoints_of(container_id):

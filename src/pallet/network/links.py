@@ -12,6 +12,7 @@ same three operations and pass the same tests (tests/test_network_links.py).
 from __future__ import annotations
 
 import os
+import socket
 from types import ModuleType
 
 from pallet.errors import InvalidArgument
@@ -47,9 +48,10 @@ def bridge_create(name: str, mac: str, mtu: int, gateway: str, prefixlen: int, b
 def plug(bridge: str, veth: str, ifname: str, netns: str | int, mtu: int, mac: str, ip: str, prefixlen: int,
          broadcast: str, gateway: str | None) -> None:
     with open_netns(netns) as nsfd, Netlink() as nl:
-        nl.add_veth(veth, ifname, nsfd, mtu, nl.link_index(bridge), peer_mac=mac)
-        with netlink_in(nsfd, str(netns)) as inner:
-            idx = inner.link_index(ifname)
+        # if_nametoindex is one ioctl; RTM_GETLINK makes the kernel serialise the whole link
+        nl.add_veth(veth, ifname, nsfd, mtu, socket.if_nametoindex(bridge), peer_mac=mac)
+        with netlink_in(nsfd, str(netns), ifname) as inner:
+            idx = inner.peer_index
             inner.add_addr(idx, ip, prefixlen, broadcast)
             inner.set_up(ifname)
             inner.set_up("lo")

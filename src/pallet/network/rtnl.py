@@ -68,6 +68,7 @@ class Netlink:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self.sock.bind((0, 0))
         self.seq = 0
+        self.peer_index = 0  # see netlink_in
 
     def close(self) -> None:
         self.sock.close()
@@ -203,8 +204,9 @@ def open_netns(netns: str | int) -> Iterator[int]:
         os.close(fd)
 
 
-def netlink_in(netns_fd: int, what: str) -> Netlink:
-    """A netlink socket living in the netns NETNS_FD (this thread enters it and comes back).
+def netlink_in(netns_fd: int, what: str, ifname: str = "") -> Netlink:
+    """A netlink socket living in the netns NETNS_FD (this thread enters it and comes back);
+    with IFNAME, its index in that netns is looked up meanwhile (``.peer_index``).
 
     setns(2) changes only the calling thread; a socket keeps the netns it was created in, so
     the socket works after we return to our own netns.
@@ -213,7 +215,14 @@ def netlink_in(netns_fd: int, what: str) -> Netlink:
     try:
         _setns(netns_fd, what)
         try:
-            return Netlink()
+            nl = Netlink()
+            if ifname:
+                try:
+                    nl.peer_index = socket.if_nametoindex(ifname)
+                except OSError as e:
+                    nl.close()
+                    raise OSFailure.from_oserror(e, "if_nametoindex", f"{ifname} in {what}") from None
+            return nl
         finally:
             _setns(own, "own netns")
     finally:
