@@ -226,3 +226,14 @@ def test_compression_is_sniffed_not_trusted(st: Store) -> None:
     z._mt = "application/vnd.oci.image.layer.v1.tar"
     st.add_layer(z)
     assert (st.layer_dir(z.diff_id()) / "z").read_bytes() == b"zstd"
+
+
+@pytest.mark.privileged
+def test_whiteout_applies_to_lower_layers_only(st: Store) -> None:
+    """layer.md: files present in the same layer as a whiteout are not hidden by it, whichever
+    comes first in the tar."""
+    layer = BytesLayer(make_tar([("a", "dir", None), ("a/x", "file", b"kept"), ("a/.wh.x", "file", b""),
+                                 ("a/.wh.y", "file", b""), ("a/y", "file", b"also kept")]))
+    st.add_layer(layer)
+    r = st.layer_dir(layer.diff_id())
+    assert (r / "a/x").read_bytes() == b"kept" and (r / "a/y").read_bytes() == b"also kept"

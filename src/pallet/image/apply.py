@@ -306,10 +306,14 @@ class Applier:
         target = base[len(WH_PREFIX):]
         if target in ("", ".", ".."):
             raise InvalidArgument(f"tar entry {name!r} is an invalid whiteout")
-        tparts = parts[:-1] + (target,)
-        self._remove(pfd, tparts)
+        if "/" in target:
+            raise InvalidArgument(f"tar entry {name!r} is an invalid whiteout")
+        # layer.md: a whiteout applies to LOWER layers only; an entry this same layer already
+        # made under that name stays (and hides the lower one anyway), so nothing to do
         try:
             os.mknod(target, stat.S_IFCHR | 0o600, 0, dir_fd=pfd)
+        except FileExistsError:
+            return
         except PermissionError:
             raise InvalidArgument(f"tar entry {name!r} is a whiteout: extracting it needs root") from None
 
