@@ -124,8 +124,14 @@ def test_exec_errors_and_exit_code(tmp_path: Path, busybox_rootfs: Path) -> None
 
 
 def test_tty_console(tmp_path: Path, busybox_rootfs: Path) -> None:
-    c = _create(tmp_path, busybox_rootfs, ["sh", "-c", "tty; test -t 0 && echo isatty; ls -l /dev/console"],
-                start=True, terminal=True)
+    from pallet.runtime import container as rt
+    from pallet.runtime import spec as rspec
+
+    spec = rspec.default_spec(["sh", "-c", "tty; test -t 0 && echo isatty; ls -l /dev/console; stty size"],
+                              "rootfs", terminal=True)
+    spec["process"]["consoleSize"] = {"height": 33, "width": 111}
+    c = rt.create(new_id(), str(bundle_of(tmp_path, busybox_rootfs)), spec, root=str(tmp_path / "state"),
+                  start=True, seccomp_cache=str(tmp_path.parent / "sc"))
     try:
         assert c.console_fd is not None
         out = b""
@@ -140,7 +146,7 @@ def test_tty_console(tmp_path: Path, busybox_rootfs: Path) -> None:
             out += chunk
         assert c.wait()[0] == 0
         text = out.decode()
-        assert "/dev/pts/0" in text and "isatty" in text and "136,   0" in text
+        assert "/dev/pts/0" in text and "isatty" in text and "136,   0" in text and "33 111" in text
     finally:
         c.delete(force=True)
 
@@ -269,3 +275,23 @@ def test_sysctl_and_oom_score_adj(tmp_path: Path, busybox_rootfs: Path) -> None:
     spec["process"]["oomScoreAdj"] = 500
     r = run(tmp_path, busybox_rootfs, [], spec=spec)
     assert r.out.split() == ["1", "500"], r.err
+
+
+def test_create_from_a_multithreaded_caller(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """Another thread is running (an API server's pool, say): the container is still our child."""
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        assert len(os.listdir("/proc/self/task")) > 1
+        c = _create(tmp_path, busybox_rootfs, ["sh", "-c", "exit 9"], start=True)
+        try:
+            assert os.getppid() != c.pid and open(f"/proc/{c.pid}/stat").read().split()[3] == str(os.getpid())
+            assert c.wait() == (9, False)
+        finally:
+            c.delete(force=True)
+    finally:
+        stop.set()
+        t.join()

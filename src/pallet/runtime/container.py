@@ -11,8 +11,10 @@
     c.delete(force=True)              # kills, removes the cgroup and the state dir
     rt.load("web1", root=...)         # a handle from the state dir (any process)
 
-``create`` forks the container from the calling thread, which must be the only one running
-(fork safety). ``spec.process.terminal`` gives ``Container.console_fd`` (the pty master; the
+``create`` clones the container from the calling thread with a raw ``clone(2)``; when the
+process has other threads it goes through a forked single-threaded helper that clones
+with ``CLONE_PARENT`` (glibc's fork handlers keep malloc safe), so the container is still our
+child. ``spec.process.terminal`` gives ``Container.console_fd`` (the pty master; the
 slave is the container's /dev/console and stdio). ``stdio`` fds are dup'ed onto 0, 1, 2.
 A failed ``create`` leaves nothing behind (process, cgroup, state dir). Errors: the command not
 found -> CommandNotFound (127), not executable -> CommandNotExecutable (126), kernel calls ->
@@ -58,14 +60,15 @@ def _clone(flags: int, pid_path: str | None) -> int:
     """clone(); with a pid namespace given by path, our pid_for_children points there for the
     clone and back right after (setns to our own active pid namespace is always allowed)."""
     if pid_path is None:
-        return sc.clone(flags)
+        return sc.clone(flags) if sc.threads() == 1 else sc.clone_via_helper(flags)
     target = os.open(pid_path, os.O_RDONLY | os.O_CLOEXEC)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     pid = -1
     try:
         sc.setns(target, sc.CLONE_NEWPID, f"pid {pid_path}")
         try:
-            pid = sc.clone(flags & ~sc.CLONE_NEWPID)
+            pid = sc.clone(flags & ~sc.CLONE_NEWPID) if sc.threads() == 1 else \
+                sc.clone_via_helper(flags & ~sc.CLONE_NEWPID)
         finally:
             if pid != 0:  # the parent (or a failed clone) goes back to its own namespace
                 sc.setns(own, sc.CLONE_NEWPID, "pid (back to ours)")

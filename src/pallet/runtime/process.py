@@ -280,6 +280,7 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             _t("mounts")
             if plan.process.get("terminal"):
                 master, slave = mounts.open_console(plan.rootfs)
+                _winsize(master, plan.process)
         state_json = b""
         if plan.hooks:  # createContainer hooks need the state, before pivot_root
             state_json = _joined(sock, plan)
@@ -327,6 +328,7 @@ def exec_child(plan: Plan, sock: _socket.socket, tty: bool, joined: int = -1) ->
         master = slave = None
         if tty:
             master, slave = _exec_pty()
+            _winsize(master, plan.process)
         path = resolve_command(plan.process.get("args") or [], plan.process.get("env") or [])
         if joined >= 0:
             if os.read(joined, 1) != b"1":
@@ -343,6 +345,12 @@ def exec_child(plan: Plan, sock: _socket.socket, tty: bool, joined: int = -1) ->
             pass
         code = getattr(e, "exit_code", 1)
     os._exit(code if code in (126, 127) else 1)
+
+
+def _winsize(master: int, proc: dict) -> None:
+    cs = proc.get("consoleSize")
+    if cs:
+        sc.set_winsize(master, int(cs.get("height", 24)), int(cs.get("width", 80)))
 
 
 def _exec_pty() -> tuple[int, int]:

@@ -89,6 +89,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_SET_MODE_FILTER = 1
 
 TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
@@ -222,3 +223,60 @@ def ioctl_ptr(fd: int, request: int, value: int = 0) -> int:
     if _libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(request), ctypes.byref(v)) < 0:
         raise _fail("ioctl", hex(request))
     return v.value
+
+
+class _Winsize(ctypes.Structure):
+    _fields_ = [("rows", ctypes.c_ushort), ("cols", ctypes.c_ushort), ("xpixel", ctypes.c_ushort),
+                ("ypixel", ctypes.c_ushort)]
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    ws = _Winsize(rows, cols, 0, 0)
+    if _libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(TIOCSWINSZ), ctypes.byref(ws)) < 0:
+        raise _fail("ioctl", "TIOCSWINSZ")
+
+
+def threads() -> int:
+    """How many threads the calling process has (a raw clone is only safe with one)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def clone_via_helper(flags: int) -> int:
+    """clone() for a multi-threaded caller: a fork()ed (glibc-safe, single-threaded) helper
+    clones with CLONE_PARENT, so the new process is still the caller's child; returns its pid
+    in the caller and 0 in the new process."""
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(r)
+            pid = clone(flags | CLONE_PARENT)
+            if pid == 0:
+                os.close(w)
+                return 0
+            os.write(w, str(pid).encode())
+            code = 0
+        except BaseException as e:  # noqa: B036 - report, never return into the caller
+            try:
+                os.write(w, f"E{getattr(e, 'errno', 0) or 0}".encode())
+            except OSError:
+                pass
+        os._exit(code)
+    os.close(w)
+    try:
+        data = b""
+        while True:
+            chunk = os.read(r, 64)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        os.waitpid(helper, 0)
+    if not data or data.startswith(b"E"):
+        raise OSFailure(int(data[1:] or 0) if data else 0, "clone", hex(flags))
+    return int(data)
