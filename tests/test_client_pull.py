@@ -143,6 +143,9 @@ def test_push_then_skopeo_podman_docker_pull(pl, reg, busybox_tar: Path, tmp_pat
             p = subprocess.run([*pod, "pull", "-q", "--tls-verify=false", dest],
                                capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, p.stderr
+            p = subprocess.run([*pod, "run", "--rm", "--network", "none", dest, "/bin/busybox", "echo", "hi"],
+                               capture_output=True, text=True, timeout=120)
+            assert p.stdout.strip() == "hi", p.stderr
             subprocess.run([*pod, "rmi", "-a", "-f"], capture_output=True, timeout=60)
         finally:
             shutil.rmtree(prun, ignore_errors=True)
