@@ -237,3 +237,11 @@ def test_whiteout_applies_to_lower_layers_only(st: Store) -> None:
     st.add_layer(layer)
     r = st.layer_dir(layer.diff_id())
     assert (r / "a/x").read_bytes() == b"kept" and (r / "a/y").read_bytes() == b"also kept"
+
+
+def test_libarchive_xattrs(st: Store) -> None:
+    ti = _ti("f", size=1)
+    ti.pax_headers = {"LIBARCHIVE.xattr.user.a%3Db": "aGVsbG8"}  # name "user.a=b", value "hello"
+    layer = BytesLayer(_tar([(ti, b"1")]))
+    st.add_layer(layer)
+    assert os.getxattr(st.layer_dir(layer.diff_id()) / "f", "user.a=b") == b"hello"

@@ -333,6 +333,16 @@ class TarReader:
                 if e.xattrs is None:
                     e.xattrs = {}
                 e.xattrs[k[13:]] = v
+            elif k.startswith("LIBARCHIVE.xattr."):  # bsdtar: URL-encoded name, base64 value
+                import base64
+                from urllib.parse import unquote
+
+                if e.xattrs is None:
+                    e.xattrs = {}
+                try:
+                    e.xattrs.setdefault(unquote(k[17:]), base64.b64decode(v + b"=" * (-len(v) % 4)))
+                except ValueError:
+                    raise DataCorruption(f"tar pax header has a bad {k!r}") from None
             elif k.startswith("GNU.sparse."):
                 raise InvalidArgument(f"unsupported GNU sparse tar entry {e.name!r}")
 
