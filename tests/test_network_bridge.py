@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from network_util import default_net_env, netnses, snapshot
+from network_util import default_net_env, netnses, snapshot, wait_for
 
 from pallet.errors import Conflict, InvalidArgument, NotFound
 from pallet.network import etcfiles
@@ -170,3 +170,21 @@ def test_a_foreign_device_with_the_bridge_name_is_left_alone(net: Endpoints) -> 
         assert os.path.exists(f"/sys/class/net/{bridge}")  # prune did not take it
     finally:
         subprocess.run(["ip", "link", "del", bridge], check=False)
+
+
+def test_records_of_dead_netns_are_reaped(net: Endpoints) -> None:
+    """A container whose netns died without a teardown (engine killed) holds its address
+    only until the next rm/prune: the missing veth proves it gone."""
+    n = net.create(f"gc{TAG}")
+    with netnses(f"pg{TAG}") as (a,):
+        veth = net.attach(n.name, "9" * 64, a.path).endpoint.veth
+    # the netns is gone; the kernel takes the veth with it (asynchronously)
+    wait_for(lambda: not os.path.exists(f"/sys/class/net/{veth}"), "the kernel to remove the veth")
+    with net.store.locked():
+        assert list(net.reap_stale(n)) == ["9" * 64]  # young: kept
+    with pytest.raises(Conflict, match="in use"):
+        net.remove(n.name)
+    with net.store.locked():
+        assert net.reap_stale(n, grace=0.0) == {}
+    assert net.store.endpoints(n.name) == {}
+    net.remove(n.name)

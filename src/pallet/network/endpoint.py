@@ -15,6 +15,7 @@ three steps, so that concurrent starts hold the store lock only for the bookkeep
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -72,7 +73,7 @@ class Endpoints(Networks):
                 claimed = ports.claim(publish, taken, res)
                 ep = Endpoint(container_id=container_id, endpoint_id=eid, ip=addr, mac=ipam.mac_for(addr),
                               ifname=ifname, veth=_veth_name(eid), name=name, aliases=tuple(aliases),
-                              ports=tuple(claimed), hosts_path=hosts_path)
+                              ports=tuple(claimed), hosts_path=hosts_path, since=time.time())
                 state.setdefault("endpoints", {})[container_id] = ep.to_json()
                 self.store.put_alloc_state(net.name, state)
                 try:

@@ -151,7 +151,7 @@ class Networks:
             raise Conflict(f"{name} is a pre-defined network and cannot be removed")
         net = self.store.get(name)
         with self.store.locked():
-            eps = self.store.endpoints(net.name)
+            eps = self.reap_stale(net)
             if eps:
                 names = ", ".join(ep.name or cid[:12] for cid, ep in sorted(eps.items()))
                 raise Conflict(f"network {net.name} is in use by container(s): {names}")
@@ -164,13 +164,31 @@ class Networks:
         removed = []
         with self.store.locked():
             for net in self.store.all():
-                if self.store.endpoints(net.name):
+                if self.reap_stale(net):
                     continue
                 self._deactivate(net)
                 if net.name != DEFAULT_NETWORK:
                     self.store.delete(net.name)
                     removed.append(net.name)
         return removed
+
+    def reap_stale(self, net: NetworkConfig, grace: float = 30.0) -> dict[str, Endpoint]:
+        """Drop records of endpoints whose host veth is gone (their netns died without a
+        teardown: a killed engine, a crash) and return the live ones. Lock held. Records
+        younger than GRACE seconds are kept: their veth may be being made right now."""
+        state = self.store.alloc_state(net.name)
+        eps = {cid: Endpoint.from_json(d) for cid, d in state.get("endpoints", {}).items()}
+        now = time.time()
+        stale = [cid for cid, ep in eps.items()
+                 if ep.veth and now - ep.since > grace and not bridge_exists(ep.veth)]
+        if stale:
+            for cid in stale:
+                del state["endpoints"][cid]
+                del eps[cid]
+            self.store.put_alloc_state(net.name, state)
+            if bridge_exists(net.bridge):
+                self.apply_firewall(forward_changed=False)
+        return eps
 
     # host state ------------------------------------------------------------------------
     def active(self) -> list[NetworkConfig]:

@@ -73,6 +73,7 @@ class Endpoint(NamedTuple):
     aliases: tuple[str, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     hosts_path: str = ""
+    since: float = 0.0  # time.time() at attach: stale-record reaping spares young ones
 
     def to_json(self) -> dict[str, Any]:
         d = self._asdict()
