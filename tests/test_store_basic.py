@@ -138,3 +138,13 @@ def test_failed_write_inside_outer_shared_lock(st: Store) -> None:
         with pytest.raises(DataCorruption):
             st.write_image(BytesImage([bad]))
     assert st.check().ok
+
+
+def test_corrupt_database_is_one_clear_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    Store.open(root, tmp_path / "run").close()
+    for f in root.glob("db.sqlite*"):
+        f.unlink()
+    (root / "db.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(DataCorruption, match="store database .*db.sqlite"):
+        Store.open(root, tmp_path / "run")

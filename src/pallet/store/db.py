@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pallet.errors import DataCorruption, PalletError, Unavailable
+
 SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -58,9 +60,24 @@ CREATE INDEX IF NOT EXISTS repo_digests_image ON repo_digests(image_id);
 """
 
 
+def _error(e: sqlite3.Error, path: Path) -> PalletError:
+    """sqlite errors as pallet's: 'locked'/'busy' past the timeout -> Unavailable, anything
+    else (not a database, malformed, I/O) -> DataCorruption naming the file."""
+    msg = str(e)
+    if "locked" in msg or "busy" in msg:
+        return Unavailable(f"store database {path} is busy: {msg}")
+    return DataCorruption(f"store database {path}: {msg}")
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
+        try:
+            self._open(path)
+        except sqlite3.Error as e:
+            raise _error(e, path) from None
+
+    def _open(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=60000")
         if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -79,16 +96,30 @@ class Database:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any exception)."""
         c = self.conn
-        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _error(e, self.path) from None
         try:
             yield c
-        except BaseException:
-            c.execute("ROLLBACK")
+        except BaseException as e:
+            try:
+                c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(e, sqlite3.Error):
+                raise _error(e, self.path) from None
             raise
-        c.execute("COMMIT")
+        try:
+            c.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise _error(e, self.path) from None
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple]:  # type: ignore[type-arg]
-        return self.conn.execute(sql, args).fetchall()
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise _error(e, self.path) from None
 
     def close(self) -> None:
         self.conn.close()
