@@ -103,9 +103,10 @@ class Paths:
         return self.runroot / "containers"
 
     def create(self) -> None:
-        """Make every directory of the layout (idempotent)."""
+        """Make every directory of the layout (idempotent). A new ROOT is private (0700)."""
+        if not self.root.exists():
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for d in (self.blob_dir(), self.layers, self.tmp, self.locks, self.containers, self.volumes):
             d.mkdir(parents=True, exist_ok=True)
         for d in (self.run_locks, self.run_containers):
             d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
