@@ -205,3 +205,14 @@ def test_same_view_as_docker(tmp_path: Path, busybox_rootfs: Path) -> None:
     docker_only = {"/", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts"}  # engine-level files
     assert set(ours[2].split()) - {"/"} == set(theirs[2].split()) - docker_only
     assert ours[3] == theirs[3]
+
+
+def test_no_fd_of_the_caller_leaks(tmp_path: Path, busybox_rootfs: Path) -> None:
+    leak = os.open("/etc/hostname", os.O_RDONLY)
+    os.set_inheritable(leak, True)
+    try:
+        r = run(tmp_path, busybox_rootfs, ["sh", "-c", "ls -l /proc/$$/fd"])
+    finally:
+        os.close(leak)
+    links = [line.split()[-1] for line in r.out.splitlines() if "->" in line]
+    assert len(links) == 3 and "/etc/hostname" not in r.out, r.out  # stdin, stdout, stderr only

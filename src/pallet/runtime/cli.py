@@ -1,11 +1,11 @@
 """``pallet-runtime``: the built-in runtime behind runc's command contract.
 
     pallet-runtime [--root DIR] [--cgroup-manager v1|v2] COMMAND ...
-      create [-b|--bundle DIR] [--pid-file F] [--console-socket SOCK] ID
+      create [-b|--bundle DIR] [--pid-file F] [--console-socket SOCK] [--preserve-fds N] ID
       start ID | state ID | pause ID | resume ID | ps ID | list
       kill [-a|--all] ID [SIGNAL]          (default TERM; names or numbers)
       delete [-f|--force] ID
-      run [-b|--bundle DIR] [-d|--detach] [--pid-file F] [--console-socket SOCK] ID
+      run [-b|--bundle DIR] [-d|--detach] [--pid-file F] [--console-socket SOCK] [--preserve-fds N] ID
       exec [-t|--tty] [-d|--detach] [--cwd DIR] [-e|--env K=V]... [-u|--user UID[:GID]]
            [-p|--process process.json] [--pid-file F] [--console-socket SOCK] ID [CMD...]
 
@@ -28,7 +28,7 @@ SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS":
 _VALUE_FLAGS = {"--bundle": "bundle", "-b": "bundle", "--pid-file": "pid_file", "--console-socket": "console_socket",
                 "--cwd": "cwd", "--env": "env", "-e": "env", "--user": "user", "-u": "user", "--process": "process",
                 "-p": "process", "--root": "root", "--log": "log", "--log-format": "log_format",
-                "--cgroup-manager": "cgroup_manager", "--criu": "criu"}
+                "--cgroup-manager": "cgroup_manager", "--criu": "criu", "--preserve-fds": "preserve_fds"}
 _BOOL_FLAGS = {"-d": "detach", "--detach": "detach", "-t": "tty", "--tty": "tty", "-f": "force", "--force": "force",
                "-a": "all", "--all": "all", "--debug": "debug", "--systemd-cgroup": "systemd_cgroup",
                "--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring", "--rootless": "rootless"}
@@ -149,7 +149,8 @@ def _run(g: dict, argv: list[str], start: bool) -> int:
     cid = _one_id(pos, "run" if start else "create")
     detach = bool(o.get("detach")) or not start
     c = rt.create(cid, o.get("bundle") or os.getcwd(), root=g["root"], start=start,
-                  cgroup_manager=g.get("cgroup_manager"), pid_file=o.get("pid_file"))
+                  cgroup_manager=g.get("cgroup_manager"), pid_file=o.get("pid_file"),
+                  preserve_fds=int(o.get("preserve_fds") or 0))
     if c.console_fd is not None:
         if o.get("console_socket"):
             _send_console(o["console_socket"], c.console_fd)

@@ -356,8 +356,10 @@ def load(cid: str, root: str = state.DEFAULT_ROOT) -> Container:
 def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: str = state.DEFAULT_ROOT,
            stdio: tuple[int, int, int] | None = None, rootfs_overlay: RootfsOverlay | None = None,
            cgroup_manager: str | None = None, seccomp_cache: str | None = None, start: bool = False,
-           pid_file: str | None = None, timeout: float = 60.0) -> Container:
-    """Create (and with ``start=True`` also start) a container from an OCI bundle."""
+           pid_file: str | None = None, timeout: float = 60.0, preserve_fds: int = 0) -> Container:
+    """Create (and with ``start=True`` also start) a container from an OCI bundle. Every fd of
+    the caller except ``stdio`` (and ``preserve_fds`` fds from 3 on, like runc's flag) is
+    closed for the container's program."""
     bundle = os.path.abspath(bundle)
     if spec is None:
         try:
@@ -405,7 +407,8 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
             os.mkfifo(fifo, 0o622)
         plan = process.Plan(spec, rootfs, bundle, caps=CapPlan(proc.get("capabilities"), host_bounding()),
                             bpf=bpf, overlay=rootfs_overlay, fifo=fifo, stdio=stdio, userns=userns,
-                            join=join, new_cgroupns=cgroupns, cgroup_dirs=cg.mount_dirs())
+                            join=join, new_cgroupns=cgroupns, cgroup_dirs=cg.mount_dirs(),
+                            preserve_fds=preserve_fds)
         psock, csock = process.socketpair()
         psock.settimeout(timeout)
         process._t("clone")

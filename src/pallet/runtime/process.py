@@ -136,7 +136,7 @@ class Plan:
                  overlay: mounts.RootfsOverlay | None = None, fifo: str | None = None,
                  stdio: tuple[int, int, int] | None = None, userns: bool = False,
                  join: list[tuple[str, str]] | None = None, new_cgroupns: bool = False,
-                 cgroup_dirs: dict[str, str] | None = None) -> None:
+                 cgroup_dirs: dict[str, str] | None = None, preserve_fds: int = 0) -> None:
         self.spec = spec
         self.process = spec.get("process") or {}
         self.linux = spec.get("linux") or {}
@@ -152,6 +152,7 @@ class Plan:
         self.new_cgroupns = new_cgroupns
         self.cgroup_dirs = cgroup_dirs or {}
         self.hooks = spec.get("hooks") or None
+        self.preserve_fds = preserve_fds
 
 
 def _t(label: str) -> None:
@@ -223,6 +224,7 @@ def finalize(plan: Plan, console_slave: int | None) -> dict[str, str]:
 
 def _execve(sock: _socket.socket, plan: Plan, path: str, slave: int | None) -> None:
     env = finalize(plan, slave)
+    sc.cloexec_from(3 + plan.preserve_fds)  # runc closes the rest too; LISTEN_FDS-style fds stay
     _t("execve")
     try:
         os.execve(path, plan.process["args"], env)
@@ -259,6 +261,9 @@ def init(plan: Plan, sock: _socket.socket) -> None:
     """The child after clone(): never returns."""
     code = 1
     try:
+        # not dumpable until execve: no process of the container can open our /proc/PID/exe
+        # (the host's python) or fds (CVE-2019-5736's way in); execve makes it dumpable again
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)
         if plan.userns:  # step 2: the parent writes our uid/gid maps first
             tag, _, _ = recv(sock)
             if tag != SYNC_GO:
@@ -324,6 +329,7 @@ def exec_child(plan: Plan, sock: _socket.socket, tty: bool, joined: int = -1) ->
     set up); EOF without a byte means it failed."""
     code = 1
     try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # see init()
         _dup_stdio(plan.stdio)
         master = slave = None
         if tty:

@@ -33,6 +33,8 @@ SYS_PIVOT_ROOT = 155
 SYS_UNSHARE = 272
 SYS_SETNS = 308
 SYS_SECCOMP = 317
+SYS_CLOSE_RANGE = 436
+CLOSE_RANGE_CLOEXEC = 1 << 2
 
 CLONE_PARENT = 0x00008000
 CLONE_NEWNS = 0x00020000
@@ -78,6 +80,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
@@ -280,3 +283,11 @@ def clone_via_helper(flags: int) -> int:
     if not data or data.startswith(b"E"):
         raise OSFailure(int(data[1:] or 0) if data else 0, "clone", hex(flags))
     return int(data)
+
+
+def cloexec_from(first: int) -> None:
+    """Mark every fd >= ``first`` close-on-exec (close_range(2)): nothing of ours leaks into
+    the container's program."""
+    if _syscall(_c_long(SYS_CLOSE_RANGE), ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                ctypes.c_uint(CLOSE_RANGE_CLOEXEC)) != 0:
+        raise _fail("close_range", f"{first}..")
