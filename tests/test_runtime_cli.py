@@ -192,3 +192,43 @@ def test_cli_run_terminal_in_foreground(tmp_path: Path, busybox_rootfs: Path) ->
     _, status = os.waitpid(pid, 0)
     os.close(master)
     assert os.waitstatus_to_exitcode(status) == 5 and b"/dev/pts/0" in out
+
+
+def test_cli_bad_input_one_line_errors(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """Bad bundles and ids: exit 1, one line naming what was wrong, nothing left behind."""
+    from pallet.runtime import spec as rspec
+
+    b = bundle_of(tmp_path, busybox_rootfs)
+    cases: list[tuple[object, str]] = []
+    s = rspec.default_spec(["true"], str(busybox_rootfs))
+    s["linux"]["namespaces"].append({"type": "bogus"})
+    cases.append((s, "unknown namespace type 'bogus'"))
+    s = rspec.default_spec(["true"], str(busybox_rootfs))
+    s["process"]["capabilities"]["bounding"].append("CAP_FLY")
+    cases.append((s, "unknown capability"))
+    s = rspec.default_spec(["true"], str(tmp_path / "no-rootfs"))
+    cases.append((s, "does not exist"))
+    s = rspec.default_spec(["true"], str(busybox_rootfs))
+    s["process"]["rlimits"] = [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]
+    cases.append((s, "unknown rlimit"))
+    s = rspec.default_spec(["true"], str(busybox_rootfs))
+    s["linux"]["resources"]["cpu"] = {"quota": 10, "period": 100000}  # the kernel's minimum is 1000
+    cases.append((s, "cpu.cfs_quota_us: EINVAL"))
+    cases.append(("{not json", "invalid JSON"))
+    for spec, msg in cases:
+        (b / "config.json").write_text(spec if isinstance(spec, str) else json.dumps(spec))
+        r = prt(tmp_path, "run", "-b", str(b), new_id())
+        assert r.returncode == 1 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (msg, r.stderr)
+    r = prt(tmp_path, "delete", "nope")
+    assert r.returncode == 1 and "nope does not exist" in r.stderr
+    r = prt(tmp_path, "kill", "bad/id")
+    assert r.returncode == 1 and "invalid container id" in r.stderr
+    _bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
+    cid = new_id()
+    assert prt_detached(tmp_path, "create", "-b", str(b), cid).returncode == 0
+    try:
+        r = prt_detached(tmp_path, "create", "-b", str(b), cid)
+        assert r.returncode == 1 and "already exists" in r.stderr
+    finally:
+        prt(tmp_path, "delete", "-f", cid)
+    assert not list((tmp_path / "state").iterdir())

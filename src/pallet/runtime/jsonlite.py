@@ -44,10 +44,16 @@ def loads(s: str | bytes, what: str = "JSON") -> Any:
     i = len(s) - len(s.lstrip(_WS))
     try:
         obj, end = _scan(s, i)
-    except StopIteration as e:
-        raise InvalidArgument(f"{what}: invalid JSON at offset {e.value}") from None
-    except ValueError as e:
-        raise InvalidArgument(f"{what}: {e}") from None
+    except (StopIteration, ValueError, SystemError):
+        # the accelerator builds its error from json.decoder, which we did not import (it then
+        # fails with SystemError): let the real parser say what is wrong (error path only)
+        import json
+
+        try:
+            json.loads(s)
+        except ValueError as e:
+            raise InvalidArgument(f"{what}: invalid JSON: {e}") from None
+        raise InvalidArgument(f"{what}: invalid JSON") from None
     if s[end:].strip(_WS):
         raise InvalidArgument(f"{what}: extra data at offset {end}")
     return obj

@@ -95,8 +95,8 @@ def default_spec(args: list[str], rootfs: str = "rootfs", *, env: list[str] | No
         namespaces.append({"type": "network"})
     resources: dict[str, Any] = {"devices": [{"allow": privileged, "access": "rwm"}]}
     if memory is not None:
-        if memory <= 0:
-            raise InvalidArgument(f"invalid memory limit {memory}")
+        if memory < 6 << 20:
+            raise InvalidArgument("minimum memory limit allowed is 6MB")
         swap = memory * 2 if memory_swap is None else memory_swap
         if swap != -1 and swap < memory:
             raise InvalidArgument("minimum memoryswap limit should be larger than memory limit")
