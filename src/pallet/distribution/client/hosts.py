@@ -64,6 +64,9 @@ def insecure_registries() -> set[str]:
     for r in reg.get("registry", []) if isinstance(reg.get("registry"), list) else []:
         if isinstance(r, dict) and r.get("insecure") and isinstance(r.get("location"), str):
             out.add(r["location"])
+    v1 = reg.get("registries")  # the older v1 format: [registries.insecure] registries = [...]
+    if isinstance(v1, dict) and isinstance(v1.get("insecure"), dict):
+        out.update(str(h) for h in v1["insecure"].get("registries", []) if isinstance(h, str))
     try:
         daemon = json.loads(Path("/etc/docker/daemon.json").read_text())
         out.update(str(h) for h in daemon.get("insecure-registries", []) if isinstance(h, str))
