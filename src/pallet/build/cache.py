@@ -12,9 +12,6 @@ import hashlib
 import json
 from typing import Any
 
-from pallet.oci.digest import Digest
-from pallet.store import Store
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
   key TEXT PRIMARY KEY,
@@ -33,28 +30,39 @@ def step_key(parent: str, *parts: str) -> str:
 
 
 class BuildCache:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Any) -> None:
         self.store = store
         self._ready = False
 
     def _init(self) -> None:
         if not self._ready:
-            if not self.store.db.query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='build_cache'"):
+            if not self._query("SELECT 1 FROM sqlite_master WHERE type='table' AND name='build_cache'"):
                 with self.store.db.write() as c:
                     c.execute(_SCHEMA)
             self._ready = True
 
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        q = getattr(self.store, "query", None)   # a QuickStore reads without loading the Store
+        return q(sql, args) if q is not None else self.store.db.query(sql, args)
+
+    def _has(self, what: str, digest: str) -> bool:
+        if hasattr(self.store, "query"):          # QuickStore: plain strings
+            return bool(getattr(self.store, what)(digest))
+        from pallet.oci.digest import Digest
+
+        return bool(getattr(self.store, what)(Digest.parse(digest)))
+
     def get(self, key: str) -> dict[str, Any] | None:
         self._init()
-        rows = self.store.db.query("SELECT state FROM build_cache WHERE key=?", (key,))
+        rows = self._query("SELECT state FROM build_cache WHERE key=?", (key,))
         if not rows:
             return None
         state = json.loads(rows[0][0])
         for d in state.get("config", {}).get("rootfs", {}).get("diff_ids", []):
-            if not self.store.has_layer(Digest.parse(d)):
+            if not self._has("has_layer", d):
                 return None
         for desc in state.get("layers", []):
-            if not self.store.has_blob(Digest.parse(desc["digest"])):
+            if not self._has("has_blob", desc["digest"]):
                 return None
         return state
 

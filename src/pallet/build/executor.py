@@ -25,14 +25,12 @@ from pallet.build.records import field, record
 from pallet.build.shell_lex import ShellLex
 from pallet.build.steps import StepRunner
 from pallet.errors import InvalidArgument, PalletError
-from pallet.image.static import StaticImage
 from pallet.oci import mediatypes as mt
-from pallet.oci.digest import Digest
-from pallet.oci.reference import Reference
-from pallet.store import ImageRecord, Store
 
 if TYPE_CHECKING:
     from pallet.build.context import BuildContext
+
+ImageRecord = Any  # pallet.store.ImageRecord or build.quickstore.QuickRecord (same fields)
 
 BUILTIN_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
                 "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
@@ -46,7 +44,7 @@ class BuildFailed(PalletError):
 
 @record
 class BuildOptions:
-    tags: list[Reference] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)    # as given to -t (validated by the CLI)
     build_args: dict[str, str | None] = field(default_factory=dict)
     target: str | None = None
     no_cache: bool = False
@@ -73,7 +71,12 @@ class State:
         return json.dumps(self.config, separators=(",", ":")).encode()
 
     def short_id(self) -> str:
-        return Digest.of(self.raw()).encoded[:12]
+        return self.image_id().split(":", 1)[1][:12]
+
+    def image_id(self) -> str:
+        import hashlib
+
+        return "sha256:" + hashlib.sha256(self.raw()).hexdigest()
 
 
 @record
@@ -84,7 +87,7 @@ class StageCtx:
 
 
 class Builder:
-    def __init__(self, store: Store, runroot: str, ctx: BuildContext, df: stages.Dockerfile,
+    def __init__(self, store: Any, runroot: str, ctx: BuildContext, df: stages.Dockerfile,
                  opts: BuildOptions, out: TextIO, resolve_base: Callable[[str], ImageRecord] | None = None
                  ) -> None:
         self.store = store
@@ -148,28 +151,42 @@ class Builder:
         return self.write(state)
 
     def write(self, state: State) -> ImageRecord:
+        """The target as an image. A fully cached rebuild finds it already stored and only
+        moves the tags that point elsewhere (nothing is written, the Store is not even loaded)."""
+        from pallet.build.quickstore import familiar, tag_key
+
+        keys = [tag_key(t) for t in self.opts.tags]
         rec = self._existing(state)
-        if rec is None:
+        if rec is None or any(k is None or k not in {str(x) for x in rec.repo_tags} for k in keys):
+            from pallet.image.static import StaticImage
+            from pallet.oci.digest import Digest
+            from pallet.oci.reference import Reference
             from pallet.store.view import StoredLayer
 
-            layers = [StoredLayer(self.store, Digest.parse(d["digest"]), Digest.parse(diff), d["size"],
-                                  d["mediaType"]) for d, diff in zip(state.layers, state.diff_ids, strict=True)]
-            rec = self.store.write_image(StaticImage(state.raw(), layers), self.opts.tags)
-        else:  # a fully cached rebuild: the image is there; only move tags that point elsewhere
-            have = {str(t) for t in rec.repo_tags}
-            for t in self.opts.tags:
-                if str(t.with_tag(t.tag or "latest")) not in have:
-                    self.store.tag(rec.id, t)
-        self.say(f"Successfully built {rec.id.encoded[:12]}")
-        for t in self.opts.tags:
-            self.say(f"Successfully tagged {t.familiar}")
+            full = self.full_store()
+            refs = [Reference.parse(t) for t in self.opts.tags]
+            if rec is None:
+                layers = [StoredLayer(full, Digest.parse(d["digest"]), Digest.parse(diff), d["size"],
+                                      d["mediaType"]) for d, diff in zip(state.layers, state.diff_ids, strict=True)]
+                rec = full.write_image(StaticImage(state.raw(), layers), refs)
+            else:
+                for r in refs:
+                    full.tag(Digest.parse(str(rec.id)), r)
+        self.say(f"Successfully built {str(rec.id).split(':', 1)[1][:12]}")
+        for t, k in zip(self.opts.tags, keys, strict=True):
+            self.say(f"Successfully tagged {familiar(k) if k else t}")
         return rec
+
+    def full_store(self) -> Any:
+        """The real Store (the builder may hold a QuickStore)."""
+        full = getattr(self.store, "full", None)
+        return full() if callable(full) else self.store
 
     def _existing(self, state: State) -> ImageRecord | None:
         from pallet.errors import NotFound
 
         try:
-            return self.store.get_image(Digest.of(state.raw()))
+            return self.store.get_image(state.image_id())
         except NotFound:
             return None
 
@@ -199,7 +216,7 @@ class Builder:
             cfg["config"] = dispatch.begin_stage(cfg.get("config"))
             layers = [{"mediaType": d.media_type, "digest": str(d.digest), "size": d.size} for d in rec.layer_blobs]
             state = State("image:" + str(rec.id), cfg, layers)
-            self.say(f" ---> {rec.id.encoded[:12]}")
+            self.say(f" ---> {str(rec.id).split(':', 1)[1][:12]}")
             triggers = list(cfg["config"].get("OnBuild") or [])
             cfg["config"].pop("OnBuild", None)
             if triggers:
@@ -298,13 +315,19 @@ class Builder:
             return None, None
         from pallet.build.commit import layer_from_upper
 
-        new = layer_from_upper(self.store, upper, adopt=True)
+        new = layer_from_upper(self.full_store(), upper, adopt=True)
         return {"mediaType": mt.DOCKER_LAYER, "digest": str(new.diff_id), "size": new.size}, str(new.diff_id)
 
     def lowerdirs(self, state: State) -> list[str]:
-        return [str(self.store.layer_dir(Digest.parse(d))) for d in reversed(state.diff_ids)]
+        return [str(self.store.layer_dir(_digest(d))) for d in reversed(state.diff_ids)]
 
     def cleanup(self, path: str) -> None:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _digest(d: str) -> Any:
+    from pallet.oci.digest import Digest
+
+    return Digest.parse(d)

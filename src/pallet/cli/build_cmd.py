@@ -43,18 +43,22 @@ def _kv(items: list[str], what: str, allow_bare: bool) -> dict[str, str | None]:
 def _build(g: Any, ns: argparse.Namespace) -> int:
     from pallet.build.context import BuildContext, read_stdin_context
     from pallet.build.executor import Builder, BuildOptions
+    from pallet.build.quickstore import QuickStore, tag_key
     from pallet.build.stages import load
     from pallet.errors import InvalidArgument, NotFound
-    from pallet.oci.reference import Reference
-    from pallet.store import Store
 
-    tags = [Reference.parse(t) for t in ns.tag]
+    for t in ns.tag:
+        if tag_key(t) is None:  # not a plain name: let the full parser validate it (one-line error)
+            from pallet.oci.reference import Reference
+
+            Reference.parse(t)
+    tags = list(ns.tag)
     build_args = _kv(ns.build_arg, "build-arg", True)
     labels = {k: v or "" for k, v in _kv(ns.label, "label", False).items()}
     opts = BuildOptions(tags=tags, build_args=build_args, target=ns.target, no_cache=ns.no_cache,
                         quiet=ns.quiet, labels=labels, network=ns.network)
-    with Store.open(g.root, g.runroot) as store:
-        tmp = str(store.paths.tmp)
+    with QuickStore(g.root, g.runroot) as store:
+        tmp = store.tmp_dir()
         text: str | None = None
         if ns.context == "-":
             if ns.file == "-":
@@ -118,7 +122,7 @@ def _pull(store: Any, ref: str, out: Any) -> None:
     except ImportError as e:  # pragma: no cover
         raise NotFound(f"no such image: {ref} (and pulling is unavailable: {e})") from None
     try:
-        pull(store, ref)
+        pull(store.full(), ref)
     except PalletError as e:
         raise NotFound(f"pull access denied or image not found for {ref}: {e}") from None
     if out is not None:
