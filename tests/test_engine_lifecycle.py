@@ -33,6 +33,8 @@ def test_run_exit_codes_and_streams(bb) -> None:  # type: ignore[no-untyped-def]
     assert r.out.split() == ["1", "/tmp", "65534", "box"]
     r = bb("run", "--rm", "--entrypoint", "echo", "busybox", "a", "b")
     assert r.out == "a b\n"
+    # no signal starts ignored in the container (Python ignores SIGPIPE/SIGXFSZ: not inherited)
+    assert bb("run", "--rm", "busybox", "grep", "SigIgn", "/proc/self/status").out.split()[1] == "0" * 16
     r = bb("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert r.out.startswith("/sbin/docker-init -- sh")
 
@@ -81,7 +83,13 @@ def test_detached_logs_exec_pause_stop_rm(bb) -> None:  # type: ignore[no-untype
 
 def test_stop_signal_and_restart_policies(bb) -> None:  # type: ignore[no-untyped-def]
     bb("run", "-d", "--name", "trap", "--stop-signal", "USR1", "busybox", "sh", "-c",
-       "trap 'exit 42' USR1; while true; do sleep 0.1; done")
+       "trap 'exit 42' USR1; trap 'exit 41' HUP; while true; do sleep 0.1; done")
+    time.sleep(0.3)
+    bb("exec", "trap", "true")
+    time.sleep(0.2)
+    bb("kill", "-s", "HUP", "trap")  # trappable: the monitor leaves no signal ignored
+    assert bb("wait", "trap").out.strip() == "41"
+    bb("start", "trap")
     time.sleep(0.3)
     bb("stop", "trap")
     assert bb("inspect", "-f", "{{.State.ExitCode}}", "trap").out.strip() == "42"

@@ -135,8 +135,9 @@ def main(root: str, runroot: str, ready_fd: int) -> None:
     except BlockingIOError:
         os.close(ready_fd)
         return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # not SIG_IGN: an ignored disposition would be inherited by every container
+    signal.signal(signal.SIGINT, lambda *_: None)
+    signal.signal(signal.SIGHUP, lambda *_: None)
     m = Monitor(root, runroot)
     m.listen(sock_path(runroot))
     pidfile = os.path.join(runroot, "monitor.pid")

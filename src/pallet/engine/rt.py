@@ -31,6 +31,27 @@ def become_subreaper() -> None:
         _subreaper = True
 
 
+class _DefaultSignals:
+    """Python ignores SIGPIPE and SIGXFSZ (and a shell may start us with SIGINT/SIGQUIT/SIGHUP
+    ignored); ignored signals survive fork and exec, and a shell cannot even trap them. Around the
+    runtime's clone the dispositions are put back to default, so the container starts with none
+    ignored (as under runc/docker), then restored for this process."""
+
+    _SIGS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM)
+
+    def __enter__(self) -> None:
+        self.saved = {}
+        for s in self._SIGS:
+            h = signal.getsignal(s)
+            if h == signal.SIG_IGN:
+                self.saved[s] = h
+                signal.signal(s, signal.SIG_DFL)
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+
+
 def _dirs(store: Any, c: Container) -> Dirs:
     return Dirs(store.paths.root, store.paths.runroot, c.id)
 
@@ -60,7 +81,8 @@ def start(store: Any, c: Container, io: Stdio, conn: Any = None) -> dict[str, An
         spec = specgen.build(c, dirs, netns=w.netns, ip=w.info.get("ip"))
         netwire.after_hosts_written(store, c, w)
         name = c.host.get("Runtime", "pallet")
-        info = _backend(name).start(c, dirs, spec, io)
+        with _DefaultSignals():
+            info = _backend(name).start(c, dirs, spec, io)
     except BaseException:
         if w.keep is not None:
             w.keep.close()
@@ -93,7 +115,8 @@ def exec_(store: Any, c: Container, args: list[str], *, env: list[str], cwd: str
     proc = {"args": args, "env": units.merge_env(base, env), "cwd": cwd or c.cfg.get("WorkingDir") or "/",
             "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
             "terminal": io.tty}
-    return int(_backend(c.rt.get("runtime", "pallet")).exec_(c, dirs, proc, io, privileged))
+    with _DefaultSignals():
+        return int(_backend(c.rt.get("runtime", "pallet")).exec_(c, dirs, proc, io, privileged))
 
 
 def kill(c: Container, sig: int) -> None:
