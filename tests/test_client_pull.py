@@ -130,8 +130,10 @@ def test_push_then_skopeo_podman_docker_pull(pl, reg, busybox_tar: Path, tmp_pat
     dest = f"{reg.host}/pushed/bb:1"
     r = pl("push", "bb:1", dest)
     assert "Pushed" in r.out and "digest: sha256:" in r.out
-    # pushing again: every blob exists
+    # pushing again: every blob exists; the image records the pushed digest (RepoDigests)
     assert "Layer already exists" in pl("push", "bb:1", dest).out
+    rd = json.loads(pl("image", "inspect", "bb:1").out)[0]["RepoDigests"]
+    assert any(d.startswith(f"{reg.host}/pushed/bb@sha256:") for d in rd)
     out = skopeo("copy", "--src-tls-verify=false", f"docker://{dest}", f"oci:{tmp_path}/sk:x")
     assert out.returncode == 0, out.stderr
     if shutil.which("podman"):

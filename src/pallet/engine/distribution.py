@@ -23,7 +23,7 @@ from pallet.distribution.client.credentials import Credentials
 from pallet.distribution.client.progress import NullProgress, Progress
 from pallet.distribution.client.registry import Registry
 from pallet.distribution.client.remote import RemoteLayer, Resolved, resolve
-from pallet.errors import InvalidArgument, NotFound, Unavailable
+from pallet.errors import InvalidArgument, NotFound, PalletError, Unavailable
 from pallet.oci.digest import Digest
 from pallet.oci.manifest import Platform
 from pallet.oci.reference import DEFAULT_DOMAIN, Reference
@@ -205,6 +205,12 @@ def push(store: Store, src: str, dest: str | None = None, *, tls_verify: bool | 
         digest, size = push_image(repo, image, ref_str, parallel=parallel, mount_from=list(dict.fromkeys(mounts)),
                                   gzip_cache=cache, progress=progress, chunk_size=chunk_size)
     progress.message(f"{target.tag or 'latest'}: digest: {digest} size: {size}")
+    # as docker: the image now also answers to name@digest (RepoDigests), and later pushes of its
+    # layers elsewhere in that registry can mount from here
+    try:
+        store.write_image(image, repo_digests=[target.with_digest(digest)])
+    except PalletError:
+        pass
     return target, digest, size
 
 
