@@ -94,3 +94,25 @@ def test_no_cache(p: Pallet, ctx: Path) -> None:
     assert steps_cached(out) == [False] * 4
     assert image_id(first) != image_id(out)
     assert config(p, "n")["history"][-1]["created_by"].startswith("|1 A=default")
+
+
+def test_cached_rebuild_with_new_tag_only_tags(p: Pallet, ctx: Path) -> None:
+    first = p("build", "-t", "one", str(ctx)).out
+    out = p("build", "-t", "two:v2", "-t", "localhost:5000/x/three", str(ctx)).out
+    assert steps_cached(out) == [True] * 4 and image_id(first) == image_id(out)
+    assert "Successfully tagged two:v2" in out and "Successfully tagged localhost:5000/x/three:latest" in out
+    ids = {line.split()[0]: line.split()[2] for line in p("images").out.splitlines()[1:]}
+    assert ids["one"] == ids["two"] == ids["localhost:5000/x/three"]
+    r = p.fail("build", "-t", "Bad:Name", str(ctx))
+    assert "invalid reference format" in r.err
+
+
+def test_tag_keys() -> None:
+    from pallet.build.quickstore import familiar, tag_key
+
+    assert tag_key("busybox") == "docker.io/library/busybox:latest"
+    assert tag_key("a/b:t") == "docker.io/a/b:t"
+    assert tag_key("localhost:5000/x:1") == "localhost:5000/x:1"
+    assert tag_key("Bad") is None and tag_key("x@sha256:" + "0" * 64) is None
+    assert familiar("docker.io/library/busybox:latest") == "busybox:latest"
+    assert familiar("docker.io/a/b:t") == "a/b:t" and familiar("h:5000/x:1") == "h:5000/x:1"
