@@ -1,11 +1,12 @@
 """The extracted-layer store: ROOT/layers/<diffid-hex>/{diff/,layer.json}.
 
 ``add`` takes a Layer and, in ONE pass over its blob, hashes the compressed bytes, writes them to
-a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes) in a read-ahead
-thread (pump.py),
-hashes the tar and extracts it into ROOT/tmp/layer-*/diff. Only when the blob digest, the blob
-size and the diff-id all match is the tree synced and renamed to ROOT/layers/<hex> (and the blob
-renamed to its address). Any failure removes the temp dir and temp blob: nothing is left behind.
+a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes) and
+hashes the tar, all in a read-ahead thread (pump.py), while the caller's thread extracts the
+tar into ROOT/tmp/st-layer-*/diff (image/apply.py). Only when the blob digest, the blob size and
+the diff-id all match is the tree synced (one syncfs) and renamed to ROOT/layers/<hex>, the blob
+renamed to its address; ``add_async`` does that publishing in a thread so it overlaps the next
+layer's extraction. Any failure removes the temp dir and temp blob: nothing is left behind.
 A per-layer flock makes a second process adding the same layer wait, then find it present.
 """
 from __future__ import annotations
