@@ -34,9 +34,10 @@ hyperfine -N --warmup 1 --runs 10 --export-json "$WORK/cached.json" \
   -n podman "podman build -q -t bench-big $CTX"
 
 echo "== 2. cold build of $CTX (--no-cache)"
-hyperfine -N --runs "$COLD_RUNS" --export-json "$WORK/cold.json" \
-  -n pallet "$PALLET build -q --no-cache -t bench-big $CTX" \
-  -n podman "podman build -q --no-cache -t bench-big $CTX"
+hyperfine --runs "$COLD_RUNS" --export-json "$WORK/cold.json" \
+  -n pallet "$PALLET build -q --no-cache -t bench-big $CTX >/dev/null 2>>$WORK/cold-pallet.err" \
+  -n podman "podman build -q --no-cache -t bench-big $CTX >/dev/null 2>>$WORK/cold-podman.err" \
+  || { cat "$WORK"/cold-*.err; exit 1; }
 
 echo "== 3. commit of a container with 1,000 new files"
 SCRIPT='mkdir /d && i=0; while [ $i -lt 1000 ]; do echo $i > /d/f$i; i=$((i+1)); done; touch /ready; sleep 3600'
