@@ -53,9 +53,22 @@ def clean_tmp(st: Store, blocking: bool) -> list[str]:
     if not st.lock.acquire(True, blocking=blocking):
         return []
     try:
+        _clean_layer_locks(st)
         return _clean_tmp_locked(st, foreign=False)
     finally:
         st.lock.release()
+
+
+def _clean_layer_locks(st: Store) -> None:
+    """Lock files of layers that are not there (a failed or killed extraction). Only layer
+    writers take them, and they hold the store lock shared: with it exclusive, none is held."""
+    for name in os.listdir(st.paths.locks):
+        if name.startswith("layer-") and name.endswith(".lock"):
+            if not os.path.isdir(os.path.join(st.paths.layers, name[6:-5])):
+                try:
+                    os.unlink(os.path.join(st.paths.locks, name))
+                except FileNotFoundError:
+                    pass
 
 
 def _locked_by_someone(p: str) -> bool:
@@ -161,6 +174,7 @@ def check(st: Store, repair: bool) -> CheckReport:
     layers, images that depend on missing content) and reclaim garbage."""
     rep = CheckReport()
     if repair:
+        _clean_layer_locks(st)
         rep.repaired += [f"removed temp file {n}" for n in _clean_tmp_locked(st, foreign=True)]
     rep.garbage += [f"temp file {n}" for n in os.listdir(st.paths.tmp)]
     bad_blobs: set[str] = set()
