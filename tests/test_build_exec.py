@@ -364,3 +364,34 @@ def test_context_and_flag_errors(bb: Pallet, tmp_path: Path) -> None:
     out = build(bb, ctx, "--build-arg", "UNUSED=1", "-t", "warned")
     assert "[Warning] One or more build-args [UNUSED] were not consumed" in out
     assert leftovers(bb) == []
+
+
+def test_add_url_from_loopback_server(bb: Pallet, tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    served = tmp_path / "srv"
+    served.mkdir()
+    (served / "file.txt").write_text("from http\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *a) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        port = srv.server_address[1]
+        ctx = write_ctx(tmp_path / "c", {"Dockerfile": f"FROM busybox\nADD http://127.0.0.1:{port}/file.txt /dl/\n"
+                                                       f"ADD http://127.0.0.1:{port}/file.txt /named\n"})
+        build(bb, ctx, "-t", "addurl")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    tree = image_tree(bb, "addurl")
+    assert tree["/dl/file.txt"].data == b"from http\n" and tree["/dl/file.txt"].mode == 0o600  # docker: 0600
+    assert tree["/named"].data == b"from http\n"

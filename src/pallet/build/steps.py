@@ -220,7 +220,9 @@ class StepRunner:
             if inst.is_add and (src.startswith("http://") or src.startswith("https://")):
                 path, name = _fetch(src, scratch)
                 plan.items.append(CopyItem(path, name))
-                parts.append("url\0" + src)
+                from pallet.build.context import file_digest
+
+                parts.append("url\0" + src + "\0" + file_digest(path))   # content, as docker's cache
                 n_items += 1
                 continue
             if src.startswith("git@") or src.endswith(".git"):
