@@ -83,11 +83,11 @@ def test_published_port_answers_on_loopback(net: Endpoints, www: Path) -> None:
                     assert r.read() == b"hello from pallet\n"
             assert net.container_ports("c" * 64) == [bound, anyaddr]
             # the same host port again: refused, nothing half-made
-            before = snapshot(root=str(net.store.dir.parent))
+            before = snapshot(root=str(net.store.root))
             with netnses(f"pq{TAG}") as (b,):
                 with pytest.raises(Conflict, match=f"{bound.host_port}"):
                     net.attach("bridge", "d" * 64, b.path, publish=[parse_publish(f"127.0.0.1:{bound.host_port}:80")])
-            assert snapshot(root=str(net.store.dir.parent)) == before
+            assert snapshot(root=str(net.store.root)) == before
             assert list(net.store.endpoints("bridge")) == ["c" * 64]
         finally:
             att.reservation.close()
@@ -100,10 +100,10 @@ def test_host_port_in_use_is_refused(net: Endpoints) -> None:
     port = s.getsockname()[1]
     try:
         with netnses(f"pu{TAG}") as (a,):
-            before = snapshot(root=str(net.store.dir.parent))
+            before = snapshot(root=str(net.store.root))
             with pytest.raises(Conflict, match=f"127.0.0.1:{port}/tcp is not available"):
                 net.attach("bridge", "e" * 64, a.path, publish=[parse_publish(f"127.0.0.1:{port}:80")])
-            assert snapshot(root=str(net.store.dir.parent)) == before
+            assert snapshot(root=str(net.store.root)) == before
             assert net.store.endpoints("bridge") == {}
     finally:
         s.close()
@@ -126,7 +126,7 @@ def test_separate_networks_cannot_talk(net: Endpoints, www: Path) -> None:
 
 def test_bad_input_leaves_nothing(net: Endpoints) -> None:
     net.ensure_default()
-    before, names = snapshot(root=str(net.store.dir.parent)), net.store.names()
+    before, names = snapshot(root=str(net.store.root)), net.store.names()
     with pytest.raises(InvalidArgument, match="invalid subnet"):
         net.create(f"x{TAG}", subnet="10.1.2.3/24")
     with pytest.raises(InvalidArgument, match="invalid subnet"):
@@ -142,7 +142,7 @@ def test_bad_input_leaves_nothing(net: Endpoints) -> None:
             net.attach("nosuch", "f" * 64, a.path)
         with pytest.raises(InvalidArgument):
             net.attach("bridge", "f" * 64, a.path, publish=[parse_publish("99999")])
-    assert net.store.names() == names and snapshot(root=str(net.store.dir.parent)) == before
+    assert net.store.names() == names and snapshot(root=str(net.store.root)) == before
 
 
 def test_cli_errors_are_one_line(pallet) -> None:  # type: ignore[no-untyped-def]

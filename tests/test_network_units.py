@@ -157,3 +157,13 @@ def test_store_and_inspect(tmp_path: Path) -> None:
         st.get("zz")
     st.delete("n")
     assert st.names() == []
+
+
+def test_ipv4_helpers() -> None:
+    from pallet.network import ipv4
+
+    assert ipv4.to_int("10.88.0.1") == 0x0A580001 and ipv4.from_int(0x0A580001) == "10.88.0.1"
+    assert ipv4.cidr("10.88.3.0/16") == (0x0A580000, 16)
+    assert ipv4.broadcast("10.88.0.0/16") == "10.88.255.255" and ipv4.prefixlen("10.9.0.0/29") == 29
+    for bad in ("1.2.3", "1.2.3.256", "a.b.c.d", "1.2.3.4.5", "", "01234.1.1.1"):
+        assert not ipv4.is_v4(bad)

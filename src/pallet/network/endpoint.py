@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
-from pallet.network import ipam, links, ports
+from pallet.network import ipam, ipv4, links, ports
 from pallet.network.manager import DEFAULT_NETWORK, Networks, check_owned
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
 
@@ -100,11 +100,8 @@ class Endpoints(Networks):
         return Attachment(net, ep, res)
 
     def _plumb(self, net: NetworkConfig, ep: Endpoint, netns: str | int, default_route: bool) -> None:
-        import ipaddress
-
-        sub = ipaddress.ip_network(net.subnet)
-        links.backend().plug(net.bridge, ep.veth, ep.ifname, netns, net.mtu, ep.mac, ep.ip, sub.prefixlen,
-                             str(sub.broadcast_address), net.gateway if default_route else None)
+        links.backend().plug(net.bridge, ep.veth, ep.ifname, netns, net.mtu, ep.mac, ep.ip, net.prefixlen,
+                             ipv4.broadcast(net.subnet), net.gateway if default_route else None)
 
     def _forget(self, net: NetworkConfig, container_id: str) -> Endpoint | None:
         """Drop the record (lock held); re-render rules if it published ports; fix hosts files."""

@@ -11,7 +11,6 @@ at the old file.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable
 
@@ -31,6 +30,8 @@ def parse_add_host(spec: str, host_gateway: str = "") -> tuple[str, str]:
         if not host_gateway:
             raise InvalidArgument(f"--add-host {spec}: host-gateway needs a bridge network")
         ip = host_gateway
+    import ipaddress  # (only with --add-host)
+
     try:
         ipaddress.ip_address(ip.strip("[]"))
     except ValueError:
@@ -74,6 +75,10 @@ def rewrite_peers(path: str, peers: Iterable[tuple[str, Iterable[str]]]) -> None
             f.truncate()
 
 
+def _loopback(addr: str) -> bool:
+    return addr.startswith("127.") or addr.split("%")[0] in ("::1", "0:0:0:0:0:0:0:1")
+
+
 def _host_resolv(path: str) -> list[str]:
     try:
         with open(path) as f:
@@ -88,6 +93,8 @@ def resolv_conf_content(dns: Iterable[str] = (), search: Iterable[str] = (), opt
     container's netns); with none left, 8.8.8.8 and 8.8.4.4. --dns/--dns-search/--dns-option
     replace the corresponding lines."""
     dns, search, options = list(dns), list(search), list(options)
+    if dns:
+        import ipaddress  # (only with --dns)
     for d in dns:
         try:
             ipaddress.ip_address(d)
@@ -96,7 +103,7 @@ def resolv_conf_content(dns: Iterable[str] = (), search: Iterable[str] = (), opt
     lines = _host_resolv(host_path)
     servers = [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
     if not dns:
-        dns = [s for s in servers if not ipaddress.ip_address(s.split("%")[0]).is_loopback] or list(DEFAULT_DNS)
+        dns = [s for s in servers if not _loopback(s)] or list(DEFAULT_DNS)
     if not search:
         search = [w for ln in lines if ln.startswith(("search", "domain")) for w in ln.split()[1:]]
     if not options:

@@ -204,22 +204,19 @@ class Networks:
             nets.append(extra)
         pubs = [firewall.Published(p, ep.ip) for n in nets for ep in self.store.endpoints(n.name).values()
                 for p in ep.ports]
-        firewall.apply(nets, pubs, forward_changed, firewall.names_for(str(self.store.dir.parent)))
+        firewall.apply(nets, pubs, forward_changed, firewall.names_for(self.store.root))
 
     def activate(self, net: NetworkConfig) -> None:
         """Create the bridge (gateway address, up, route_localnet) and its rules. Lock held.
         On failure nothing of it remains."""
         if bridge_exists(net.bridge):
             return
-        import ipaddress
-
-        from pallet.network import links
+        from pallet.network import ipv4, links
 
         mac = bridge_mac(net)
-        sub = ipaddress.ip_network(net.subnet)
         be = links.backend()
         # raises with nothing made (EEXIST included: then the bridge is not ours to delete)
-        be.bridge_create(net.bridge, mac, net.mtu, net.gateway, sub.prefixlen, str(sub.broadcast_address))
+        be.bridge_create(net.bridge, mac, net.mtu, net.gateway, net.prefixlen, ipv4.broadcast(net.subnet))
         try:
             with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "w") as f:
                 f.write("1")

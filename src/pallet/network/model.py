@@ -10,7 +10,6 @@ Containers, Options, Labels).
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, NamedTuple
 
 DEFAULT_NETWORK = "bridge"
@@ -48,7 +47,7 @@ class NetworkConfig(NamedTuple):
 
     @property
     def prefixlen(self) -> int:
-        return ipaddress.ip_network(self.subnet).prefixlen
+        return int(self.subnet.partition("/")[2])
 
     def to_json(self) -> dict[str, Any]:
         d = self._asdict()

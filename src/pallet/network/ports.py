@@ -9,11 +9,11 @@ binds the port would be shadowed by the DNAT for the addresses it covers).
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Iterable
 
 from pallet.errors import Conflict, InvalidArgument
+from pallet.network import ipv4
 from pallet.network.model import PortMapping
 
 
@@ -35,11 +35,8 @@ def parse_publish(spec: str) -> PortMapping:
     ip = ""
     if len(parts) == 3:
         ip = parts[0].strip("[]")
-        try:
-            if not isinstance(ipaddress.ip_address(ip), ipaddress.IPv4Address):
-                raise ValueError
-        except ValueError:
-            raise InvalidArgument(f"invalid host IPv4 address {ip!r} in publish spec {spec!r}") from None
+        if not ipv4.is_v4(ip):
+            raise InvalidArgument(f"invalid host IPv4 address {ip!r} in publish spec {spec!r}")
     host = parts[-2] if len(parts) >= 2 else ""
     ctr = _port(parts[-1], "container", spec)
     return PortMapping(host_port=_port(host, "host", spec) if host else 0, container_port=ctr,

@@ -28,7 +28,6 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pallet.errors import InvalidArgument, NotFound
@@ -42,8 +41,9 @@ def validate_name(name: str) -> None:
         raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
 
 
-def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write_json(path: str, data: Any, durable: bool = True) -> None:
+    d, name = os.path.split(path)
+    tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         f.write(json.dumps(data, indent=1, sort_keys=True))
         if durable:
@@ -52,39 +52,44 @@ def atomic_write_json(path: Path, data: Any, durable: bool = True) -> None:
     os.replace(tmp, path)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: str) -> Any:
     with open(path) as f:
         return json.load(f)
 
 
 class NetworkStore:
+    # plain strings and os.path, not pathlib: pathlib (with urllib.parse) is not otherwise
+    # imported on the engine's run path
     def __init__(self, root: str | os.PathLike[str], runroot: str | os.PathLike[str] | None = None) -> None:
-        self.dir = Path(root) / "networks"
-        self.rundir = Path(runroot) / "networks" if runroot is not None else self.dir
+        self.root = os.path.abspath(os.fspath(root))
+        self.dir = os.path.join(self.root, "networks")
+        self.rundir = os.path.join(os.fspath(runroot), "networks") if runroot is not None else self.dir
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """The store-wide exclusive lock (blocks; holders keep it for short updates only)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
 
-    def _cfg(self, name: str) -> Path:
-        return self.dir / f"{name}.json"
+    def _cfg(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.json")
 
-    def _eps(self, name: str) -> Path:
-        return self.rundir / f"{name}.endpoints.json"
+    def _eps(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name}.endpoints.json")
 
     # configs ---------------------------------------------------------------------------
     def names(self) -> list[str]:
-        if not self.dir.is_dir():
+        try:
+            files = os.listdir(self.dir)
+        except FileNotFoundError:
             return []
-        return sorted(p.name[:-5] for p in self.dir.glob("*.json") if not p.name.endswith(".endpoints.json")
-                      and not p.name.startswith("."))
+        return sorted(f[:-5] for f in files if f.endswith(".json") and not f.endswith(".endpoints.json")
+                      and not f.startswith("."))
 
     def all(self) -> list[NetworkConfig]:
         out = []
@@ -111,7 +116,7 @@ class NetworkStore:
         raise NotFound(f"network {name_or_id} not found")
 
     def exists(self, name: str) -> bool:
-        return self._cfg(name).exists()
+        return os.path.exists(self._cfg(name))
 
     def put(self, net: NetworkConfig) -> None:
         atomic_write_json(self._cfg(net.name), net.to_json())
@@ -119,7 +124,7 @@ class NetworkStore:
     def delete(self, name: str) -> None:
         for p in (self._eps(name), self._cfg(name)):
             try:
-                p.unlink()
+                os.unlink(p)
             except FileNotFoundError:
                 pass
 
@@ -131,7 +136,7 @@ class NetworkStore:
             return {"next": "", "endpoints": {}}
 
     def put_alloc_state(self, name: str, state: dict[str, Any]) -> None:
-        self.rundir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self.rundir, exist_ok=True)
         atomic_write_json(self._eps(name), state, durable=False)
 
     def endpoints(self, name: str) -> dict[str, Endpoint]:
