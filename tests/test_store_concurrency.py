@@ -154,3 +154,24 @@ def test_many_writers_distinct_images(tmp_path: Path, n: int) -> None:
     with Store.open(tmp_path / "root", tmp_path / "run") as st:
         assert len(st.list_images()) == n and st.check().ok
         assert len(st.resolve_image("same:1").repo_tags) == 1
+
+
+@pytest.mark.privileged
+def test_deep_check_compares_layers_with_their_blobs(tmp_path: Path) -> None:
+    from store_util import make_tar as mk
+
+    with Store.open(tmp_path / "root", tmp_path / "run") as st:
+        tar = mk([("d", "dir", None), ("d/f", "file", b"hello"), ("d/l", "symlink", "/etc/passwd"),
+                  ("d/h", "link", "d/f"), ("d/.wh.gone", "file", b""), ("o", "dir", None),
+                  ("o/.wh..wh..opq", "file", b""), ("d", "dir", None)])
+        rec = st.write_image(BytesImage([BytesLayer(tar, "gzip")]), [Reference.parse("deep")])
+        assert st.check(deep=True).ok, st.check(deep=True)
+        tree = st.lowerdirs(rec)[0]
+        (tree / "d" / "f").write_bytes(b"HELLO")  # same size, other content
+        (tree / "d" / "extra").write_bytes(b"x")
+        rep = st.check(deep=True)
+        assert not rep.ok and any("d/f differs" in p for p in rep.problems)
+        assert any("d/extra is not in the layer blob" in p for p in rep.problems)
+        assert st.check().ok  # the shallow check cannot see it
+        rep = st.check(repair=True, deep=True)
+        assert rep.ok and st.list_images() == [] and os.listdir(st.paths.layers) == []

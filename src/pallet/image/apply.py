@@ -160,6 +160,7 @@ class Applier:
             name = e.name
             n = name[2:] if name[:2] == "./" else name
             parts: tuple[str, ...] | None
+            pfd: int | None
             if n and n[0] not in "/." and "/." not in n and "//" not in n and n[-1] != "/" and "\0" not in n:
                 # the common case: a clean relative name, no '.'/'..' component, not a whiteout
                 parts = None
@@ -186,6 +187,7 @@ class Applier:
                 pfd = dirs.get(parts[:-1]) if len(parts) > 1 else self.root_fd
                 if pfd is None:
                     pfd = self._dir(parts[:-1])
+            assert pfd is not None
             t = e.type
             try:
                 if t == REG:
@@ -318,7 +320,13 @@ class Applier:
             raise InvalidArgument(f"tar entry {name!r} is a whiteout: extracting it needs root") from None
 
     def _finish_dirs(self) -> None:
-        for parts, mode, mtime_ns, xattrs in reversed(self._dirmeta):
+        seen: set[tuple[str, ...]] = set()
+        for parts, mode, mtime_ns, xattrs in reversed(self._dirmeta):  # children before parents
+            if parts in seen:
+                continue  # a directory listed twice: its last entry wins (as tar -x)
+            seen.add(parts)
+            if len(self._dirs) > _MAX_CACHED:
+                self.close()
             try:
                 fd = self._dir(parts, create=False)
             except (FileNotFoundError, InvalidArgument):

@@ -27,10 +27,11 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)   # corruption: the store cannot be trusted there
     garbage: list[str] = field(default_factory=list)    # unreferenced leftovers (harmless, reclaimable)
     repaired: list[str] = field(default_factory=list)
+    fixed: bool = False  # a repair ran: everything in problems was removed or corrected
 
     @property
     def ok(self) -> bool:
-        return not self.problems or len(self.repaired) >= len(self.problems)
+        return not self.problems or self.fixed
 
 
 @dataclass
@@ -168,10 +169,13 @@ def _hash_file(path: str, algorithm: str) -> str:
     return h.hexdigest()
 
 
-def check(st: Store, repair: bool) -> CheckReport:
-    """Verify blobs (rehash), layers (complete marker, named right) and rows (no dangling
-    references, refcounts). With ``repair``: remove what cannot be trusted (corrupt blobs and
-    layers, images that depend on missing content) and reclaim garbage."""
+def check(st: Store, repair: bool, deep: bool = False) -> CheckReport:
+    """Verify blobs (rehash), layers (complete marker, named right; with ``deep``, every file
+    against the layer's blob: verify.py) and rows (no dangling references, refcounts). With
+    ``repair``: remove what cannot be trusted (corrupt blobs and layers, images that depend on
+    missing content) and reclaim garbage."""
+    from pallet.store.verify import verify_layer  # lazy: the extractor modules are not needed otherwise
+
     rep = CheckReport()
     if repair:
         _clean_layer_locks(st)
@@ -198,11 +202,15 @@ def check(st: Store, repair: bool) -> CheckReport:
             rep.problems.append(f"layer {lid} is incomplete")
         elif lid not in layer_rows:
             rep.garbage.append(f"layer {lid} is not used by any image")
+        elif deep and (diffs := verify_layer(st, Digest("sha256", name))):
+            ok = False
+            bad_layers.add(lid)
+            rep.problems += diffs
         else:
             present.add(lid)
         if repair and (not ok or lid not in layer_rows):
             st.layers.remove(Digest("sha256", name))
-            rep.repaired.append(f"removed {'incomplete' if not ok else 'unused'} layer {lid}")
+            rep.repaired.append(f"removed {'untrustworthy' if not ok else 'unused'} layer {lid}")
     counts: dict[str, int] = {}
     broken: set[str] = set()
     for iid, mdig in st.db.query("SELECT id, manifest_digest FROM images"):
@@ -226,6 +234,7 @@ def check(st: Store, repair: bool) -> CheckReport:
                     c.execute("UPDATE layers SET refcount=? WHERE diff_id=?", (counts.get(d, 0), d))
                 rep.repaired.append(f"fixed the reference count of layer {d}")
     if repair:
+        rep.fixed = True
         for iid in sorted(broken):
             delete_image(st, Digest.parse(iid))
             rep.repaired.append(f"removed image {iid} (its content is missing or corrupt)")

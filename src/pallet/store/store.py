@@ -317,9 +317,9 @@ class Store:
             os.close(fd)
 
     # -- maintenance ------------------------------------------------------------------------
-    def check(self, repair: bool = False) -> gc.CheckReport:
+    def check(self, repair: bool = False, deep: bool = False) -> gc.CheckReport:
         with self.lock.exclusive():
-            return gc.check(self, repair)
+            return gc.check(self, repair, deep)
 
     def usage(self) -> gc.Usage:
         return gc.usage(self)
