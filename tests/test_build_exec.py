@@ -395,3 +395,14 @@ def test_add_url_from_loopback_server(bb: Pallet, tmp_path: Path) -> None:
     tree = image_tree(bb, "addurl")
     assert tree["/dl/file.txt"].data == b"from http\n" and tree["/dl/file.txt"].mode == 0o600  # docker: 0600
     assert tree["/named"].data == b"from http\n"
+
+
+def test_network_host_run_sees_host_dns_and_leaves_no_mountpoints(bb: Pallet, tmp_path: Path) -> None:
+    if not Path("/etc/resolv.conf").is_file():
+        pytest.skip("the host has no /etc/resolv.conf")
+    ctx = write_ctx(tmp_path, {"Dockerfile": "FROM busybox\nRUN test -s /etc/resolv.conf && echo ok > /ok\n"})
+    build(bb, ctx, "--network", "host", "-t", "nethost")
+    t = image_tree(bb, "nethost")
+    assert t["/ok"].data == b"ok\n" and "/etc/resolv.conf" not in t and "/etc/hosts" not in t
+    r = bb.fail("build", str(write_ctx(tmp_path / "n", {"Dockerfile": "FROM busybox\nRUN test -s /etc/resolv.conf\n"})))
+    assert "returned a non-zero code: 1" in r.err   # network none: no DNS config inside

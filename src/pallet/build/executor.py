@@ -309,8 +309,14 @@ class Builder:
         config["config"] = dispatch.ordered(config.get("config") or {})
         return State(key, config, layers)
 
-    def commit_upper(self, upper: str) -> tuple[dict[str, Any] | None, str | None]:
-        """The upper dir as a layer (None when nothing changed)."""
+    def commit_upper(self, upper: str, mountpoints: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+        """The upper dir as a layer (None when nothing changed). ``mountpoints``: drop the empty
+        bind-mount targets a --network host RUN leaves (/etc/hosts, /etc/resolv.conf)."""
+        if mountpoints:
+            from pallet.image.diff import engine_mountpoints
+
+            for rel in engine_mountpoints(upper):
+                os.unlink(os.path.join(upper, rel))
         if not any(True for _ in os.scandir(upper)):
             return None, None
         from pallet.build.commit import layer_from_upper

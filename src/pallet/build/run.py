@@ -97,6 +97,8 @@ def run_container(*, lowerdirs: list[str], upperdir: str, workdir: str, args: li
         os.makedirs(empty, exist_ok=True)
         lowers = [empty]
     binds = []
+    if network == "host":  # DNS and hosts of the host, as docker build --network host has them
+        binds += [(f, f, True) for f in ("/etc/resolv.conf", "/etc/hosts") if os.path.isfile(f)]
     if script is not None:
         sdir = os.path.join(scratch, "pipes")
         os.makedirs(sdir, exist_ok=True)

@@ -143,7 +143,7 @@ class StepRunner:
 
                 raise BuildFailed(f"The command '{' '.join(shown)}' returned a non-zero code: {code}")
             b.say(f"Removing intermediate container {shown_id}")
-            layer, diff = b.commit_upper(upper)
+            layer, diff = b.commit_upper(upper, mountpoints=network == "host")
             return b.remember(b.next_state(state, key, created_by, layer, diff))
         finally:
             b.cleanup(scratch)
