@@ -1,0 +1,69 @@
+"""Reading and writing cgroupfs files, shared by the cgroup managers (``cgroups.py``)."""
+from __future__ import annotations
+
+import os
+import time
+
+from pallet.errors import OSFailure
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio",
+                  "net_cls", "net_prio", "hugetlb", "perf_event", "rdma", "systemd")  # + named systemd, as runc
+# runc's always-allowed devices (v1 devices cgroup): null zero full random urandom tty console
+# ptmx, pts/*, and mknod of anything.
+DEFAULT_ALLOW = ("c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                 "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm")
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise OSFailure.from_oserror(e, "write", f"{value!r} to {path}") from None
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _kv(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        for line in _read(path).splitlines():
+            k, _, v = line.partition(" ")
+            if v.strip().lstrip("-").isdigit():
+                out[k] = int(v)
+    except OSError:
+        pass
+    return out
+
+
+def _rmdir(path: str) -> None:
+    """rmdir, killing stragglers; bounded to ~2 s."""
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != 16:  # EBUSY: processes still inside
+                raise OSFailure.from_oserror(e, "rmdir", path) from None
+        try:
+            for p in _read(path + "/cgroup.procs").split():
+                try:
+                    os.kill(int(p), 9)
+                except ProcessLookupError:
+                    pass
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise OSFailure(16, "rmdir", path)
+
+
+def unified_root() -> str:
+    if os.path.exists(CGROUP_ROOT + "/cgroup.controllers"):
+        return CGROUP_ROOT
+    return CGROUP_ROOT + "/unified"
