@@ -406,3 +406,46 @@ def test_network_host_run_sees_host_dns_and_leaves_no_mountpoints(bb: Pallet, tm
     assert t["/ok"].data == b"ok\n" and "/etc/resolv.conf" not in t and "/etc/hosts" not in t
     r = bb.fail("build", str(write_ctx(tmp_path / "n", {"Dockerfile": "FROM busybox\nRUN test -s /etc/resolv.conf\n"})))
     assert "returned a non-zero code: 1" in r.err   # network none: no DNS config inside
+
+
+def test_onbuild_args_env_labels_like_docker(bb: Pallet, tmp_path: Path) -> None:
+    parent = write_ctx(tmp_path / "p", {"Dockerfile": """FROM busybox
+ONBUILD ARG OB=obdefault
+ONBUILD ENV FROM_TRIGGER=$OB
+ONBUILD RUN echo trig > /trig
+LABEL parent=yes
+"""})
+    build(bb, parent, "-t", "obparent")
+    child = write_ctx(tmp_path / "c", {"Dockerfile": """FROM obparent
+ENV D=/data W=work
+WORKDIR $D/${W}
+USER 1000:1000
+EXPOSE 8000-8002 53/udp
+LABEL "quoted key"='single $D' plain=$W
+ENV PATH=/custom:$PATH
+STOPSIGNAL 9
+HEALTHCHECK NONE
+"""})
+    build(bb, child, "-t", "obchild")
+    cfg = config(bb, "obchild")
+    # docker: (DOCKER_BUILDKIT=0, dockerd 20.10.24)
+    assert cfg["config"] == {
+        "User": "1000:1000", "ExposedPorts": {"53/udp": {}, "8000/tcp": {}, "8001/tcp": {}, "8002/tcp": {}},
+        "Env": ["PATH=/custom:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "FROM_TRIGGER=obdefault", "D=/data", "W=work"],
+        "WorkingDir": "/data/work", "Labels": {"parent": "yes", "plain": "work", "quoted key": "single $D"},
+        "StopSignal": "9", "Healthcheck": {"Test": ["NONE"]}}
+    assert [h["created_by"] for h in cfg["history"][-12:]][::-1] == [
+        "/bin/sh -c #(nop)  HEALTHCHECK &{[\"NONE\"] \"0s\" \"0s\" \"0s\" '\\x00'}",
+        "/bin/sh -c #(nop)  STOPSIGNAL 9",
+        "/bin/sh -c #(nop)  ENV PATH=/custom:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "/bin/sh -c #(nop)  LABEL quoted key=single $D plain=work",
+        "/bin/sh -c #(nop)  EXPOSE 53/udp 8000-8002",
+        "/bin/sh -c #(nop)  USER 1000:1000",
+        "/bin/sh -c #(nop) WORKDIR /data/work",
+        "/bin/sh -c #(nop)  ENV D=/data W=work",
+        "|1 OB=obdefault /bin/sh -c echo trig > /trig",
+        "/bin/sh -c #(nop)  ENV FROM_TRIGGER=obdefault",
+        "/bin/sh -c #(nop)  ARG OB=obdefault",
+        "/bin/sh -c #(nop)  LABEL parent=yes"]
+    assert image_tree(bb, "obchild")["/trig"].data == b"trig\n"

@@ -170,7 +170,7 @@ def apply(cfg: dict[str, Any], inst: ins.Instruction, *, cmd_set: bool) -> str:
             for key in _ports(p):
                 ports[key] = {}
         cfg["ExposedPorts"] = ports
-        return nop + "EXPOSE " + " ".join(inst.values)
+        return nop + "EXPOSE " + " ".join(sorted(inst.values))   # docker sorts them
     if isinstance(inst, ins.Volume):
         vols = dict(cfg.get("Volumes") or {})
         for v in inst.values:
