@@ -116,3 +116,11 @@ def test_tag_keys() -> None:
     assert tag_key("Bad") is None and tag_key("x@sha256:" + "0" * 64) is None
     assert familiar("docker.io/library/busybox:latest") == "busybox:latest"
     assert familiar("docker.io/a/b:t") == "a/b:t" and familiar("h:5000/x:1") == "h:5000/x:1"
+
+
+def test_removed_image_layers_are_cache_misses(p: Pallet, ctx: Path) -> None:
+    p("build", "-t", "gone", str(ctx))
+    p("rmi", "gone")                      # its layers go with it (nothing else uses them)
+    out = p("build", "-t", "gone", str(ctx)).out
+    assert steps_cached(out) == [True, False, False, False]   # ARG hits; the layer steps rebuild
+    assert image_tree(p, "gone")["/f"].data == b"content\n"
