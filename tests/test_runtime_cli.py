@@ -87,6 +87,8 @@ def test_cli_run_detached_exec_kill(tmp_path: Path, busybox_rootfs: Path) -> Non
         assert (r.returncode, r.stdout) == (4, "h1\n1\n/tmp\n")
         r = prt(tmp_path, "exec", cid, "nope")
         assert r.returncode == 127
+        assert prt(tmp_path, "list", "-q").stdout.split() == [cid]
+        assert json.loads(prt(tmp_path, "list", "--format", "json").stdout)[0]["status"] == "running"
         assert prt(tmp_path, "pause", cid).returncode == 0
         assert json.loads(prt(tmp_path, "state", cid).stdout)["status"] == "paused"
         assert prt(tmp_path, "resume", cid).returncode == 0

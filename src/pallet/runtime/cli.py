@@ -2,7 +2,7 @@
 
     pallet-runtime [--root DIR] [--cgroup-manager v1|v2] COMMAND ...
       create [-b|--bundle DIR] [--pid-file F] [--console-socket SOCK] [--preserve-fds N] ID
-      start ID | state ID | pause ID | resume ID | ps ID | list
+      start ID | state ID | pause ID | resume ID | ps ID | list [-q] [--format json]
       kill [-a|--all] ID [SIGNAL]          (default TERM; names or numbers)
       delete [-f|--force] ID
       run [-b|--bundle DIR] [-d|--detach] [--pid-file F] [--console-socket SOCK] [--preserve-fds N] ID
@@ -28,8 +28,10 @@ SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS":
 _VALUE_FLAGS = {"--bundle": "bundle", "-b": "bundle", "--pid-file": "pid_file", "--console-socket": "console_socket",
                 "--cwd": "cwd", "--env": "env", "-e": "env", "--user": "user", "-u": "user", "--process": "process",
                 "-p": "process", "--root": "root", "--log": "log", "--log-format": "log_format",
-                "--cgroup-manager": "cgroup_manager", "--criu": "criu", "--preserve-fds": "preserve_fds"}
+                "--cgroup-manager": "cgroup_manager", "--criu": "criu", "--preserve-fds": "preserve_fds",
+                "--format": "format"}
 _BOOL_FLAGS = {"-d": "detach", "--detach": "detach", "-t": "tty", "--tty": "tty", "-f": "force", "--force": "force",
+               "-q": "quiet", "--quiet": "quiet",
                "-a": "all", "--all": "all", "--debug": "debug", "--systemd-cgroup": "systemd_cgroup",
                "--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring", "--rootless": "rootless"}
 
@@ -232,10 +234,18 @@ def main(argv: list[str] | None = None) -> int:
         from pallet.runtime import jsonlite
 
         o, pos = parse(rest)
-        if cmd == "list":
-            for cid in state.list_ids(g["root"]):
-                s = rt.load(cid, g["root"]).state()
-                print(f"{cid}\t{s['pid']}\t{s['status']}\t{s['bundle']}")
+        if cmd == "list":  # runc's columns; -q ids only; --format json
+            states = [rt.load(cid, g["root"]).state() for cid in state.list_ids(g["root"])]
+            if o.get("quiet"):
+                print("\n".join(st["id"] for st in states))
+            elif o.get("format") == "json":
+                print(jsonlite.dumps(states))
+            else:
+                rows = [("ID", "PID", "STATUS", "BUNDLE")] + [(st["id"], str(st["pid"]), st["status"], st["bundle"])
+                                                             for st in states]
+                w = [max(len(r[i]) for r in rows) for i in range(3)]
+                for r in rows:
+                    print(f"{r[0]:<{w[0]}}   {r[1]:<{w[1]}}   {r[2]:<{w[2]}}   {r[3]}")
             return 0
         if cmd == "kill":
             if not 1 <= len(pos) <= 2:
