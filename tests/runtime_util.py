@@ -67,7 +67,8 @@ def snapshot() -> dict[str, Any]:
 
 @pytest.fixture
 def no_leaks(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """After the test: no new mount, no container cgroup dir, no state dir entry.
+    """After the test: no new mount, no container cgroup dir (a cgroup with a process left in it
+    cannot be removed, so none is left running either), no state dir entry.
 
     Other engineers' tests share this machine: only mounts under our pytest base directory (where
     the rootfs and bundles live, so where a leak would land) count."""
