@@ -216,3 +216,15 @@ def test_no_fd_of_the_caller_leaks(tmp_path: Path, busybox_rootfs: Path) -> None
         os.close(leak)
     links = [line.split()[-1] for line in r.out.splitlines() if "->" in line]
     assert len(links) == 3 and "/etc/hostname" not in r.out, r.out  # stdin, stdout, stderr only
+
+
+def test_no_new_privileges_and_ambient_caps(tmp_path: Path, busybox_rootfs: Path) -> None:
+    from pallet.runtime import spec as rspec
+
+    spec = rspec.default_spec(["grep", "-E", "^(Cap(Inh|Prm|Eff|Amb)|NoNewPrivs)", "/proc/self/status"], "rootfs",
+                              uid=65534, gid=65534, no_new_privileges=True)
+    nbs = ["CAP_NET_BIND_SERVICE"]
+    spec["process"]["capabilities"].update(effective=nbs, permitted=nbs, inheritable=nbs, ambient=nbs)
+    st = _status(run(tmp_path, busybox_rootfs, [], spec=spec).out)
+    assert st["NoNewPrivs"] == "1"
+    assert st["CapAmb"] == st["CapEff"] == st["CapPrm"] == st["CapInh"] == f"{1 << 10:016x}"
