@@ -49,7 +49,7 @@ def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False,
     w = BlobWriter(store.paths)
     try:
         out = _FdWriter(w)
-        res = write_layer(upperdir, out, strip_overlay_xattrs=adopt, exclude=exclude)
+        res = write_layer(upperdir, out, strip_overlay_xattrs=adopt, exclude=exclude)  # type: ignore[arg-type]
         out.flush()
         diff_id = Digest.parse(res.diff_id)
         with store.lock.shared():

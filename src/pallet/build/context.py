@@ -227,7 +227,7 @@ def read_stdin_context(stdin: BinaryIO, tmp_root: str) -> tuple[BuildContext, st
     empty). Returns the context and, for a lone Dockerfile, its text."""
     data = stdin.read(512 * 1024)
     if looks_like_tar(data):
-        rest = io.BufferedReader(_Chain(data, stdin))  # type: ignore[arg-type]
+        rest = io.BufferedReader(_Chain(data, stdin))  # type: ignore[arg-type,type-var]
         return BuildContext.from_tar(rest, tmp_root), None
     more = stdin.read()
     return BuildContext.empty(tmp_root), (data + more).decode("utf-8", "surrogateescape")

@@ -9,7 +9,7 @@ class, without compiling code. ``replace(obj, **changes)`` is ``dataclasses.repl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
 _MISSING = object()
@@ -26,6 +26,7 @@ def field(*, default_factory: Callable[[], Any]) -> Any:
     return _Factory(default_factory)
 
 
+@dataclass_transform(field_specifiers=(field,))
 def record(cls: type[T]) -> type[T]:
     names: list[str] = []
     defaults: dict[str, Any] = {}
@@ -64,7 +65,7 @@ def record(cls: type[T]) -> type[T]:
     def __eq__(self: Any, other: object) -> bool:
         return type(self) is type(other) and all(getattr(self, n) == getattr(other, n) for n in fields)
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    cls.__init__ = __init__  # type: ignore[misc,method-assign]
     cls.__repr__ = __repr__  # type: ignore[method-assign]
     cls.__eq__ = __eq__  # type: ignore[method-assign]
     cls.__hash__ = None  # type: ignore[assignment]

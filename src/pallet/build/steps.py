@@ -160,7 +160,8 @@ class StepRunner:
             if unsupported in inst.flags:
                 raise b.err(f"{what} --{unsupported} needs BuildKit; pallet build does not support it",
                             inst.line)
-        chmod = parse_chmod(inst.flags["chmod"]) if inst.flags.get("chmod") else None
+        chmod_text = inst.flags.get("chmod")
+        chmod = parse_chmod(chmod_text) if chmod_text else None
         chown = inst.flags.get("chown") or None
         from_ref = inst.flags.get("from")
         env = b.expand_env(sc, state.cc)
