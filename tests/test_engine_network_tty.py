@@ -83,3 +83,20 @@ def test_tty_has_window_size_and_raw_io(bb) -> None:  # type: ignore[no-untyped-
     text = out.decode(errors="replace")
     assert "/dev/pts/0" in text and "33 99" in text and "got-hello" in text, text
     assert p.returncode == 0
+
+
+def test_runc_runtime_same_contract(bb) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    r = bb("run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo hi; exit 3", check=False)
+    assert (r.rc, r.out) == (3, "hi\n")
+    assert bb.fail("run", "--rm", "--runtime", "runc", "--network", "none", "busybox", "nosuch").rc == 127
+    bb("run", "-d", "--name", "rc", "--runtime", "runc", "--network", "none", "busybox", "sleep", "30")
+    assert bb("exec", "rc", "echo", "in").out == "in\n"
+    bb("pause", "rc")
+    bb("unpause", "rc")
+    bb("stop", "-t", "1", "rc")
+    assert bb("inspect", "-f", "{{.State.ExitCode}}", "rc").out.strip() == "137"
+    bb("rm", "rc")

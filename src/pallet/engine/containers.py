@@ -121,8 +121,10 @@ class Dirs:
         self.log = self.dir / f"{cid}-json.log"
 
     def make(self) -> None:
-        for d in (self.upper, self.work, self.run):
-            os.makedirs(d, exist_ok=True)
+        """The persistent dirs. ``run`` is made by who needs it (external runtimes, cp): the
+        built-in runtime shares one empty bundle per runroot (see rt_builtin)."""
+        os.makedirs(self.upper, exist_ok=True)
+        os.makedirs(self.work, exist_ok=True)
 
     def remove(self) -> None:
         import shutil

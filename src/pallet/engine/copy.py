@@ -27,7 +27,7 @@ def _in_child(s: Any, c: Container, work: Callable[[str], None]) -> None:
     running = c.status in ("running", "paused") and c.pid > 0
     mnt = str(s.dirs(c).run / f"cp-{os.getpid()}")
     if not running:
-        os.makedirs(mnt, exist_ok=True)
+        os.makedirs(mnt, exist_ok=True)  # (makes the container's run dir too; removed with it)
     r, w = os.pipe()
     sys.stdout.flush()
     pid = os.fork()

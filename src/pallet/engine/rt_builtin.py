@@ -23,8 +23,12 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
     from pallet.runtime import container as rc
     from pallet.runtime.linux.mounts import RootfsOverlay
 
-    bundle = dirs.run / "bundle"
-    (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
+    # One shared, empty bundle per runroot: the overlay is mounted on its rootfs inside each
+    # container's own mount namespace, so one mount point serves every container (and there is
+    # no per-container directory to make and remove on the run path).
+    bundle = dirs.run.parent.parent / "bundle"
+    if not os.path.isdir(bundle / "rootfs"):
+        os.makedirs(bundle / "rootfs", exist_ok=True)
     spec["root"]["path"] = "rootfs"
     ov = RootfsOverlay(list(c.config.get("Lowerdirs", [])), str(dirs.upper), str(dirs.work))
     h = rc.create(c.id, str(bundle), spec, root=_root(dirs), stdio=None if io.tty else io.child,

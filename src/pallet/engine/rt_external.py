@@ -70,7 +70,7 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
         raise NotImplementedFeature("-t with --runtime runc|crun is not supported yet (use --runtime pallet)")
     bundle = dirs.run / "bundle"
     rootfs = bundle / "rootfs"
-    bundle.mkdir(parents=True, exist_ok=True)
+    bundle.mkdir(parents=True, exist_ok=True)  # (also makes dirs.run)
     spec["root"]["path"] = str(rootfs)
     (bundle / "config.json").write_text(json.dumps(spec))
     _mount_rootfs(c, dirs, str(rootfs))
