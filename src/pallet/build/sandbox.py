@@ -24,8 +24,8 @@ Fn = Callable[[str, str | None], Any]
 
 def _overlay_data(lowerdirs: list[str], upper: str | None, work: str | None, empty: str) -> str:
     lowers = list(lowerdirs) or [empty]
-    if upper is None and len(lowers) < 2:
-        lowers.append(empty)
+    if upper is None and len(lowers) < 2:  # a read-only overlay needs two lower dirs
+        lowers.append(empty + "2" if lowers[0] == empty else empty)
     d = "lowerdir=" + ":".join(lowers)
     if upper is not None:
         d += f",upperdir={upper},workdir={work}"
@@ -40,7 +40,7 @@ def in_overlay(tmp_root: str, lowerdirs: list[str], upperdir: str, fn: Fn,
 
     scratch = tempfile.mkdtemp(prefix="sandbox-", dir=tmp_root)
     try:
-        for d in ("work", "merged", "src", "empty", "srcwork"):
+        for d in ("work", "merged", "src", "empty", "empty2"):
             os.mkdir(os.path.join(scratch, d), 0o700)
         merged = os.path.join(scratch, "merged")
         srcmnt = os.path.join(scratch, "src")
