@@ -97,6 +97,7 @@ def CORPUS(outside: Path) -> dict[str, tuple[bytes, type[PalletError]]]:
         "bad-number": (b"x" * 100 + b"zzzzzzz\0" + b"\0" * 404, DataCorruption),
         "sparse": (_gnu_sparse(), InvalidArgument),
         "nul-in-pax-path": (_pax_nul(), InvalidArgument),
+        "very-deep-path": (_raw_tar([_file("a/" * 3000 + "f")]), InvalidArgument),
     }
 
 

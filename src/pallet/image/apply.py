@@ -34,6 +34,7 @@ WH_META = ".wh..wh."
 _DIRFLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILEFLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_CACHED = 256
+MAX_DEPTH = 256  # path components; real layers stay far below (and _dir recurses per component)
 
 
 def _umask() -> int:
@@ -52,9 +53,12 @@ def split_name(name: str) -> tuple[str, ...]:
     """Tar name -> path components under the root; refuses ``..`` anywhere."""
     while name[:2] == "./":
         name = name[2:]
-    if name and name[0] not in "/." and "/." not in name and "//" not in name and "\0" not in name:
+    if (name and len(name) < 1024 and name[0] not in "/." and "/." not in name and "//" not in name
+            and "\0" not in name):
         return tuple(name.rstrip("/").split("/"))  # the common case: nothing to clean
     parts = tuple(p for p in name.split("/") if p and p != ".")
+    if len(parts) > MAX_DEPTH:
+        raise InvalidArgument(f"tar entry name is {len(parts)} components deep (over {MAX_DEPTH})")
     if ".." in parts:
         raise InvalidArgument(f"tar entry {name!r} has a '..' component (escapes the layer)")
     if any("\0" in p for p in parts):
@@ -161,7 +165,8 @@ class Applier:
             n = name[2:] if name[:2] == "./" else name
             parts: tuple[str, ...] | None
             pfd: int | None
-            if n and n[0] not in "/." and "/." not in n and "//" not in n and n[-1] != "/" and "\0" not in n:
+            if (n and len(n) < 1024 and n[0] not in "/." and "/." not in n and "//" not in n and n[-1] != "/"
+                    and "\0" not in n):
                 # the common case: a clean relative name, no '.'/'..' component, not a whiteout
                 parts = None
                 i = n.rfind("/")
