@@ -48,6 +48,9 @@ class LightStore:
         self.conn = sqlite3.connect(dbpath, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA busy_timeout=60000")
         self.conn.execute("PRAGMA synchronous=NORMAL")
+        # Skip the checkpoint (and its fsync) at close, but keep the WAL short: the next lone
+        # opener rebuilds its index by reading the whole WAL, so it is checkpointed every ~64 pages.
+        self.conn.execute("PRAGMA wal_autocheckpoint=64")
         _no_checkpoint_on_close(self.conn)
         os.makedirs(self.paths.root / "containers", exist_ok=True)
         os.makedirs(self.paths.runroot / "containers", exist_ok=True)
@@ -132,7 +135,8 @@ def _tag_key(text: str) -> str | None:
 def _no_checkpoint_on_close(conn: sqlite3.Connection) -> None:
     """SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE: the last connection to close would otherwise checkpoint
     the WAL (and fsync) on every CLI exit, ~5-15 ms of a ``run``; checkpoints still happen as the
-    WAL grows (wal_autocheckpoint), so durability is unchanged. Python 3.11's sqlite3 has no
+    WAL grows (wal_autocheckpoint, kept small because the next lone opener reads the whole WAL to
+    rebuild its index), so durability is unchanged. Python 3.11's sqlite3 has no
     ``setconfig``: reach ``sqlite3_db_config`` through ctypes on the connection's ``db`` pointer
     (the first field after PyObject_HEAD); any doubt and it is simply skipped."""
     import sys
