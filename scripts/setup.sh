@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS="busybox-static skopeo umoci runc crun docker-registry iptables nftables iproute2 hyperfine
       apache2-utils curl docker.io podman uidmap
-      wrk"
+      wrk
+      tini"  # tini: /usr/bin/tini-static is what `pallet run --init` bind-mounts as the container's pid 1
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
