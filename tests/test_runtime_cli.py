@@ -234,3 +234,18 @@ def test_cli_bad_input_one_line_errors(tmp_path: Path, busybox_rootfs: Path) -> 
     finally:
         prt(tmp_path, "delete", "-f", cid)
     assert not list((tmp_path / "state").iterdir())
+
+
+def test_cli_run_forwards_signals(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """SIGTERM to a foreground `pallet-runtime run` reaches the container's process."""
+    import signal
+
+    b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; "
+                                                         "while :; do sleep 0.1; done"])
+    p = subprocess.Popen([*RUNTIME, "--root", str(tmp_path / "state"), "run", "-b", str(b), new_id()],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGTERM)
+    out, _err = p.communicate(timeout=30)
+    assert p.returncode == 3 and out == b"got-term\n"

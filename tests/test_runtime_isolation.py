@@ -228,3 +228,9 @@ def test_no_new_privileges_and_ambient_caps(tmp_path: Path, busybox_rootfs: Path
     st = _status(run(tmp_path, busybox_rootfs, [], spec=spec).out)
     assert st["NoNewPrivs"] == "1"
     assert st["CapAmb"] == st["CapEff"] == st["CapPrm"] == st["CapInh"] == f"{1 << 10:016x}"
+
+
+def test_default_signal_dispositions(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """Python ignores SIGPIPE: the container's program must not inherit that (`yes | head`)."""
+    r = run(tmp_path, busybox_rootfs, ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    assert _status(r.out) == {"SigBlk": "0000000000000000", "SigIgn": "0000000000000000"}

@@ -130,17 +130,34 @@ def _proxy_tty(master: int) -> None:
             termios.tcsetattr(0, termios.TCSADRAIN, old)
 
 
-def _forward_signals(pid: int) -> None:
-    import _signal
+class _Forwarder:
+    """Signals to a foreground ``run``/``exec`` go to the container's process. Installed before
+    the container exists (a signal that arrives meanwhile is kept and sent once it does)."""
 
-    def fwd(sig: int, _frame: object) -> None:
+    SIGNALS = (1, 2, 3, 15, 10, 12, 28)
+
+    def __init__(self) -> None:
+        import _signal
+
+        self.pid = 0
+        self.pending: list[int] = []
+        for s in self.SIGNALS:
+            _signal.signal(s, self._on)
+
+    def _on(self, sig: int, _frame: object) -> None:
+        if not self.pid:
+            self.pending.append(sig)
+            return
         try:
-            os.kill(pid, sig)
+            os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
 
-    for s in (1, 2, 3, 15, 10, 12, 28):
-        _signal.signal(s, fwd)
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        for sig in self.pending:
+            self._on(sig, None)
+        self.pending.clear()
 
 
 def _run(g: dict, argv: list[str], start: bool) -> int:
@@ -150,6 +167,7 @@ def _run(g: dict, argv: list[str], start: bool) -> int:
     o, pos = parse(argv)
     cid = _one_id(pos, "run" if start else "create")
     detach = bool(o.get("detach")) or not start
+    fwd = None if detach else _Forwarder()
     c = rt.create(cid, o.get("bundle") or os.getcwd(), root=g["root"], start=start,
                   cgroup_manager=g.get("cgroup_manager"), pid_file=o.get("pid_file"),
                   preserve_fds=int(o.get("preserve_fds") or 0))
@@ -159,9 +177,9 @@ def _run(g: dict, argv: list[str], start: bool) -> int:
         elif detach:
             c.delete(force=True)
             raise InvalidArgument("a terminal needs --console-socket when detached")
-    if detach:
+    if detach or fwd is None:
         return 0
-    _forward_signals(c.pid)
+    fwd.attach(c.pid)
     if c.console_fd is not None and not o.get("console_socket"):
         _proxy_tty(c.console_fd)
     code, _oom = c.wait()
@@ -195,6 +213,7 @@ def _exec(g: dict, argv: list[str]) -> int:
         u, _, gr = o["user"].partition(":")
         proc["user"] = {"uid": int(u), "gid": int(gr or 0)}
     process._t("exec: loaded")
+    fwd = None if o.get("detach") else _Forwarder()
     p = c.exec(proc, tty=bool(o.get("tty")) or None)
     process._t("exec: started")
     if o.get("pid_file"):
@@ -202,9 +221,9 @@ def _exec(g: dict, argv: list[str]) -> int:
             f.write(str(p.pid))
     if p.console_fd is not None and o.get("console_socket"):
         _send_console(o["console_socket"], p.console_fd)
-    if o.get("detach"):
+    if o.get("detach") or fwd is None:
         return 0
-    _forward_signals(p.pid)
+    fwd.attach(p.pid)
     if p.console_fd is not None and not o.get("console_socket"):
         _proxy_tty(p.console_fd)
     code = p.wait()

@@ -34,6 +34,7 @@ Step 5 is shared with ``init``.
 """
 from __future__ import annotations
 
+import _signal
 import _socket
 import os
 import resource  # rlimits; imported here because the child cannot import after pivot_root/setns
@@ -222,8 +223,21 @@ def finalize(plan: Plan, console_slave: int | None) -> dict[str, str]:
     return env
 
 
+def _default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve:
+    give the container's program default dispositions and an empty mask, as runc does."""
+    for sig in range(1, _signal.NSIG):
+        if sig in (13, 25) or _signal.getsignal(sig) is _signal.SIG_IGN:
+            try:
+                _signal.signal(sig, _signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+
+
 def _execve(sock: _socket.socket, plan: Plan, path: str, slave: int | None) -> None:
     env = finalize(plan, slave)
+    _default_signals()
     sc.cloexec_from(3 + plan.preserve_fds)  # runc closes the rest too; LISTEN_FDS-style fds stay
     _t("execve")
     try:
