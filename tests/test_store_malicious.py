@@ -98,6 +98,8 @@ def CORPUS(outside: Path) -> dict[str, tuple[bytes, type[PalletError]]]:
         "sparse": (_gnu_sparse(), InvalidArgument),
         "nul-in-pax-path": (_pax_nul(), InvalidArgument),
         "very-deep-path": (_raw_tar([_file("a/" * 3000 + "f")]), InvalidArgument),
+        "nul-in-link-target": (_pax_link_nul(), InvalidArgument),
+        "huge-pax-header": (_huge_pax(), InvalidArgument),
     }
 
 
@@ -114,6 +116,18 @@ def _pax_nul() -> bytes:
     ti = tarfile.TarInfo("x")
     ti.pax_headers = {"path": "a\0b"}
     ti.size = 0
+    return _raw_tar([ti])
+
+
+def _pax_link_nul() -> bytes:
+    ti = _link("l", "x")
+    ti.pax_headers = {"linkpath": "a\0b"}
+    return _raw_tar([ti])
+
+
+def _huge_pax() -> bytes:
+    ti = tarfile.TarInfo("x")
+    ti.pax_headers = {"comment": "y" * (2 << 20)}
     return _raw_tar([ti])
 
 

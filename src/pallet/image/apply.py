@@ -135,6 +135,8 @@ class Applier:
             writer.abort()
             if isinstance(ex, OSError):  # from directory resolution or whiteouts
                 raise OSFailure.from_oserror(ex, "extract layer") from None
+            if isinstance(ex, ValueError):  # os.* refuse embedded NULs (link targets, xattr names)
+                raise InvalidArgument(f"layer tar holds an invalid name or value: {ex}") from None
             raise
         writer.finish()
         try:
