@@ -18,6 +18,7 @@ cleanup() {
   "$PALLET" rm -f bench-commit >/dev/null 2>&1 || true
   docker rm -f bench-commit >/dev/null 2>&1 || true
   docker rmi -f $(docker images -q 'bench-commit-img*' 2>/dev/null) >/dev/null 2>&1 || true
+  podman rmi -f $(podman images -q --filter label=pallet-bench=build) >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -28,15 +29,15 @@ podman image exists busybox || podman load -q -i /tmp/anchors/busybox.tar >/dev/
 
 echo "== 1. cached rebuild of $CTX"
 "$PALLET" build -q -t bench-big "$CTX" >/dev/null
-podman build -q -t bench-big "$CTX" >/dev/null
+podman build -q --label pallet-bench=build -t bench-big "$CTX" >/dev/null
 hyperfine -N --warmup 1 --runs 10 --export-json "$WORK/cached.json" \
   -n pallet "$PALLET build -q -t bench-big $CTX" \
-  -n podman "podman build -q -t bench-big $CTX"
+  -n podman "podman build -q --label pallet-bench=build -t bench-big $CTX"
 
 echo "== 2. cold build of $CTX (--no-cache)"
 hyperfine --runs "$COLD_RUNS" --export-json "$WORK/cold.json" \
   -n pallet "$PALLET build -q --no-cache -t bench-big $CTX >/dev/null 2>>$WORK/cold-pallet.err" \
-  -n podman "podman build -q --no-cache -t bench-big $CTX >/dev/null 2>>$WORK/cold-podman.err" \
+  -n podman "podman build -q --no-cache --label pallet-bench=build -t bench-big $CTX >/dev/null 2>>$WORK/cold-podman.err" \
   || { cat "$WORK"/cold-*.err; exit 1; }
 
 echo "== 3. commit of a container with 1,000 new files"
