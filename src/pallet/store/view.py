@@ -45,7 +45,8 @@ class StoredLayer:
         if kind == "gzip":
             from isal import igzip
 
-            return igzip.IGzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+            f.close()  # igzip.open owns (and closes) its own file; IGzipFile(fileobj=) would not
+            return igzip.open(self._store.blob_path(self._digest), "rb")  # type: ignore[return-value]
         if kind == "zstd":
             import zstandard
 
