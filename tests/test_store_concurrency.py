@@ -175,3 +175,39 @@ def test_deep_check_compares_layers_with_their_blobs(tmp_path: Path) -> None:
         assert st.check().ok  # the shallow check cannot see it
         rep = st.check(repair=True, deep=True)
         assert rep.ok and st.list_images() == [] and os.listdir(st.paths.layers) == []
+
+
+ADD_LAYER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from store_util import BytesLayer
+from pallet.store import Store
+root, run, tarpath, _tests, go = sys.argv[1:6]
+layer = BytesLayer(open(tarpath, "rb").read(), "zstd")
+while time.time() < float(go):
+    time.sleep(0.001)
+with Store.open(root, run) as st:
+    with st.lock.shared():
+        info = st.layers.add(layer)
+    print("created" if info.created else "found")
+"""
+
+
+def test_two_processes_add_the_same_layer(tmp_path: Path) -> None:
+    """Exactly one process extracts; the other waits on the layer lock and finds it."""
+    tar = _tar_file(tmp_path, 1500)
+    Store.open(tmp_path / "root", tmp_path / "run").close()
+    go = time.time() + 0.5
+    procs = [subprocess.Popen([sys.executable, "-c", ADD_LAYER, str(tmp_path / "root"), str(tmp_path / "run"),
+                               str(tar), str(HERE), str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        outs.append(out.decode().strip())
+    assert sorted(outs) == ["created", "found"]
+    with Store.open(tmp_path / "root", tmp_path / "run") as st:
+        assert len(os.listdir(st.paths.layers)) == 1 and os.listdir(st.paths.tmp) == []
+        assert len(st.blobs.all()) == 1
+        assert st.check().ok
