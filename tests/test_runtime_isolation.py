@@ -182,7 +182,7 @@ def test_writable_copy_of_rootfs(tmp_path: Path, busybox_rootfs: Path) -> None:
 
 DOCKER_SOCK = "/tmp/anchors/docker.sock"
 PARITY = ("grep -E '^(Cap|Seccomp:|NoNewPrivs)' /proc/self/status; echo --; ls /dev; echo --; "
-          "awk '{print $2}' /proc/self/mounts | sort; echo --; id; echo $$")
+          "awk '{print $2}' /proc/self/mounts | sort; echo --; id; echo $$; cut -d' ' -f5,6 /proc/self/stat; umask")
 
 
 @pytest.mark.interop

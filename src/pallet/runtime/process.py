@@ -186,8 +186,8 @@ def _rlimits(proc: dict) -> None:
 def finalize(plan: Plan, console_slave: int | None) -> dict[str, str]:
     """Step 5 up to execve (shared by init and exec); returns the environment."""
     proc = plan.process
+    os.setsid()  # its own session and process group, as runc gives both init and exec
     if console_slave is not None:
-        os.setsid()
         for i in range(3):
             os.dup2(console_slave, i, inheritable=True)
         sc.ioctl_int(0, sc.TIOCSCTTY, 0)
@@ -214,8 +214,7 @@ def finalize(plan: Plan, console_slave: int | None) -> dict[str, str]:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
         if plan.bpf is not None:
             sc.seccomp_load(plan.bpf)
-    if "umask" in user:
-        os.umask(int(user["umask"]))
+    os.umask(int(user.get("umask", 0o022)))  # runc's default when the spec has none
     env = {}
     for e in proc.get("env") or ():
         k, _, v = e.partition("=")
