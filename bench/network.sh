@@ -123,20 +123,9 @@ none, bridge = (x["median"] * 1e3 for x in r)
 print(f"  none   {none:6.1f} ms\n  bridge {bridge:6.1f} ms\n  extra per container {bridge - none:5.1f} ms")
 PY
 
-# the goal itself: pallet run --rm busybox true, default bridge vs --network none (3 interleaved rounds)
+# the goal itself: pallet run --rm busybox true, default bridge vs --network none (alternating runs)
 if [ -f /tmp/anchors/busybox.tar ]; then
   export PALLET_ROOT="$WORK/root" PALLET_RUNROOT="$WORK/root/run"
   .venv/bin/pallet import /tmp/anchors/busybox.tar busybox >/dev/null
-  : > "$WORK/rn"; : > "$WORK/rb"
-  for i in 1 2 3; do
-    hyperfine -N -w 2 -r 10 --export-json "$WORK/r$i.json" \
-      ".venv/bin/pallet run --rm --network none busybox true" ".venv/bin/pallet run --rm busybox true" >/dev/null
-    $PY -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print(r[0]['median']*1e3, file=open(sys.argv[2],'a')); print(r[1]['median']*1e3, file=open(sys.argv[3],'a'))" \
-      "$WORK/r$i.json" "$WORK/rn" "$WORK/rb"
-  done
-  RN=$(med < "$WORK/rn"); RB=$(med < "$WORK/rb")
-  echo "pallet run --rm busybox true (median of 3 rounds x 10 runs)"
-  echo "  --network none  $(printf %.1f "$RN") ms   (rounds: $(tr '\n' ' ' < "$WORK/rn"))"
-  echo "  bridge          $(printf %.1f "$RB") ms   (rounds: $(tr '\n' ' ' < "$WORK/rb"))"
-  echo "  ratio bridge/none $(awk -v a="$RB" -v b="$RN" 'BEGIN{printf "%.2fx", a/b}')"
+  $PY bench/network_run.py "${RUNS:-30}" busybox
 fi
