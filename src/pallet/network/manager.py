@@ -45,6 +45,17 @@ def bridge_mac(net: NetworkConfig) -> str:
     return "02:50:" + ":".join(f"{b:02x}" for b in bytes.fromhex(net.id[:8]))
 
 
+def _enable_forwarding() -> None:
+    """Outbound NAT needs IPv4 forwarding; like dockerd and netavark, pallet turns it on (a new
+    netns starts with it off) and, like them, leaves it on."""
+    path = "/proc/sys/net/ipv4/ip_forward"
+    with open(path) as f:
+        if f.read().strip() == "1":
+            return
+    with open(path, "w") as f:
+        f.write("1")
+
+
 def owned(net: NetworkConfig) -> bool:
     """True unless a device named like the network's bridge exists with another MAC."""
     try:
@@ -220,6 +231,8 @@ class Networks:
         try:
             with open(f"/proc/sys/net/ipv4/conf/{net.bridge}/route_localnet", "w") as f:
                 f.write("1")
+            if not net.internal:
+                _enable_forwarding()
             self.apply_firewall(forward_changed=True, extra=net)
         except BaseException:
             be.link_delete(net.bridge)
