@@ -76,9 +76,9 @@ def test_dev_listing(tmp_path: Path, busybox_rootfs: Path) -> None:
 
 
 def test_id_pid1_hostname_env_cwd(tmp_path: Path, busybox_rootfs: Path) -> None:
-    r = run(tmp_path, busybox_rootfs, ["sh", "-c", "id; echo $$; hostname; echo $FOO; pwd"],
+    r = run(tmp_path, busybox_rootfs, ["sh", "-c", "id; echo $$; hostname; echo $FOO; pwd; echo $HOME"],
             hostname="box1", env=["FOO=bar"], cwd="/tmp")
-    assert r.out.split("\n")[:5] == ["uid=0(root) gid=0(root) groups=0(root)", "1", "box1", "bar", "/tmp"]
+    assert r.out.split("\n")[:6] == ["uid=0(root) gid=0(root) groups=0(root)", "1", "box1", "bar", "/tmp", "/root"]
 
 
 def test_proc_sys_is_read_only_and_paths_masked(tmp_path: Path, busybox_rootfs: Path) -> None:

@@ -219,7 +219,21 @@ def finalize(plan: Plan, console_slave: int | None) -> dict[str, str]:
     for e in proc.get("env") or ():
         k, _, v = e.partition("=")
         env[k] = v
+    if "HOME" not in env:  # as runc: the user's home from the container's /etc/passwd, else /
+        env["HOME"] = _home(uid)
     return env
+
+
+def _home(uid: int) -> str:
+    try:
+        with open("/etc/passwd", "rb") as f:
+            for line in f.read().decode(errors="replace").splitlines():
+                parts = line.split(":")
+                if len(parts) > 5 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
 
 
 def _default_signals() -> None:

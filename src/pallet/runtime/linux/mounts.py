@@ -254,6 +254,11 @@ def finish(linux: dict, readonly_root: bool) -> None:
     for key, value in (linux.get("sysctl") or {}).items():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(str(value))
+    for p in linux.get("readonlyPaths") or ():  # read-only first, then masked: runc's order
+        if not os.path.exists(p):
+            continue
+        sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
+        remount_ro(p, True)
     for p in linux.get("maskedPaths") or ():
         try:
             st = os.stat(p)
@@ -263,11 +268,6 @@ def finish(linux: dict, readonly_root: bool) -> None:
             sc.mount("tmpfs", p, "tmpfs", sc.MS_RDONLY)
         else:
             sc.mount("/dev/null", p, None, sc.MS_BIND)
-    for p in linux.get("readonlyPaths") or ():
-        if not os.path.exists(p):
-            continue
-        sc.mount(p, p, None, sc.MS_BIND | sc.MS_REC)
-        remount_ro(p, True)
     if readonly_root:
         remount_ro("/")
 
