@@ -32,7 +32,7 @@ def _create(g: Any, ns: argparse.Namespace) -> None:
 
 
 def _ls(g: Any, ns: argparse.Namespace) -> None:
-    nets = _nets(g).list()
+    nets = _nets(g).ls()
     filters = [f.partition("=") for f in ns.filter]
     for key, _, val in filters:
         if key == "name":

@@ -5,7 +5,7 @@ Entry points (import the module you need; this package imports nothing heavy):
 - ``pallet.network.endpoint.Endpoints(root)``: ``attach(network, container_id, netns, name=,
   aliases=, publish=, hosts_path=)`` -> Attachment; ``detach(network, container_id)``;
   ``detach_all(container_id)``; ``container_ports(container_id)``; plus everything of
-- ``pallet.network.manager.Networks(root)``: ``create``, ``get``, ``list``, ``inspect``,
+- ``pallet.network.manager.Networks(root)``: ``create``, ``get``, ``ls``, ``inspect``,
   ``remove``, ``prune``, ``ensure_default``.
 - ``pallet.network.ports``: ``parse_publish("[IP:][HOST:]CTR[/proto]")``, ``expose_all``.
 - ``pallet.network.etcfiles``: ``hosts_content``, ``hostname_content``, ``resolv_conf_content``,

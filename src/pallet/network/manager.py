@@ -99,7 +99,7 @@ class Networks:
             return self._create(DEFAULT_NETWORK, os.environ.get("PALLET_BRIDGE_SUBNET"), None, False, {},
                                 bridge=name)
 
-    def list(self) -> list[dict[str, Any]]:
+    def ls(self) -> list[dict[str, Any]]:
         self.ensure_default()
         out = [inspect_network(n, self.store.endpoints(n.name)) for n in self.store.all()]
         return out + [pseudo_network(p) for p in PSEUDO_NETWORKS]
