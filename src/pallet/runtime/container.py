@@ -38,15 +38,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing imports re, collections, functools: not on the run path
     from typing import Any
 
-def _child_error(sock: Any) -> bool:
-    """After a failed write to the child: re-raise the error it queued, if any."""
+
+def _raise_child_error(sock: Any) -> None:
+    """After a failed write to the child: raise the error it queued, if any (the caller's
+    cleanup reaps the child)."""
     try:
         tag, payload, _ = process.recv(sock)
     except OSError:
-        return False
-    if tag == process.SYNC_ERROR:  # the caller's cleanup reaps the child
+        return
+    if tag == process.SYNC_ERROR:
         process.raise_error(payload)
-    return False
 
 
 def _clone(flags: int, pid_path: str | None) -> int:
@@ -290,6 +291,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
     cg = None
     pid = 0
     psock = None
+    c: Container | None = None
     try:
         process._t("create")
         cg = cgroups.manager(cgroup_manager, cgpath)
@@ -338,8 +340,8 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
                 hooks.run_all(hk, "createRuntime", state_json)
             process.send(psock, process.SYNC_CGROUP, state_json)
         except (BrokenPipeError, ConnectionResetError) as e:
-            if not _child_error(psock):  # the child failed early: raise its error
-                raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
+            _raise_child_error(psock)  # the child failed early: its error, else ours
+            raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
         fd = None
         if fifo or proc.get("terminal"):  # else (`run`, no tty) the child only reports errors / EOF
             try:
@@ -365,7 +367,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
     except BaseException:
         if psock is not None:
             psock.close()
-        if pid > 0:
+        if pid > 0 and (c is None or c._reaped is None):  # a reaped pid may be someone else's now
             try:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
