@@ -234,3 +234,10 @@ def test_default_signal_dispositions(tmp_path: Path, busybox_rootfs: Path) -> No
     """Python ignores SIGPIPE: the container's program must not inherit that (`yes | head`)."""
     r = run(tmp_path, busybox_rootfs, ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
     assert _status(r.out) == {"SigBlk": "0000000000000000", "SigIgn": "0000000000000000"}
+
+
+def test_devices_cgroup_denies_other_devices(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """mknod is allowed (Docker's "c *:* m"), opening a device outside the allowed list is not."""
+    r = run(tmp_path, busybox_rootfs, ["sh", "-c", "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem; "
+                                       "head -c1 /dev/zero | wc -c"])
+    assert "Operation not permitted" in r.err and r.out.split()[-1] == "1"
