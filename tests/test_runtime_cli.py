@@ -249,3 +249,17 @@ def test_cli_run_forwards_signals(tmp_path: Path, busybox_rootfs: Path) -> None:
     p.send_signal(signal.SIGTERM)
     out, _err = p.communicate(timeout=30)
     assert p.returncode == 3 and out == b"got-term\n"
+
+
+def test_external_crun_reports_its_error_in_one_line(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """crun 1.8 refuses this hybrid cgroup host: the caller gets crun's own one-line reason."""
+    if not shutil.which("crun"):
+        pytest.skip("crun is not installed")
+    from pallet.errors import PalletError
+    from pallet.runtime.external import External
+
+    b = _bundle(tmp_path, busybox_rootfs, ["true"])
+    try:
+        External("crun", str(tmp_path / "crun-state")).run(new_id(), str(b))
+    except PalletError as e:
+        assert str(e).startswith("crun run: ") and "\n" not in str(e)
