@@ -155,6 +155,16 @@ def default_net_env(tag: str) -> dict[str, str]:
     """Env for a test's networks: bridge names of its own (default network PREFIX+TAG, user
     networks PREFIX+TAG+N) and a default subnet, so tests never collide with a real pallet0,
     with other roots, or with each other."""
-    n = os.getpid() % 200 + 20
+    import ipaddress
+
+    from pallet.network.subnets import host_routes
+
+    routes = host_routes()
+    start = os.getpid() % 40
+    for i in range(200):  # bounded: the first /24 of 10.200-239.x.0 free of every host route
+        n = 200 + (start + i) % 40
+        cand = ipaddress.ip_network(f"10.{n}.{ord(tag[0]) % 250}.0/24")
+        if not any(cand.overlaps(r) for r in routes):
+            break
     return {"PALLET_BRIDGE_NAME": f"{_PREFIX}{tag}", "PALLET_BRIDGE_PREFIX": f"{_PREFIX}{tag}",
-            "PALLET_BRIDGE_SUBNET": f"10.{n}.{ord(tag[0]) % 250}.0/24"}
+            "PALLET_BRIDGE_SUBNET": str(cand)}
