@@ -234,14 +234,14 @@ EOF
     ("FROM busybox\nCOPY ../outside /x\n", "Dockerfile:2: COPY failed: forbidden path outside the build context"),
     ("FROM busybox\nCOPY a.txt a.txt /notdir\n", "destination must be a directory and end with a /"),
     ("FROM busybox\nCOPY nomatch* /x/\n", "no source files were specified"),
-    ("FROM busybox\nCOPY --from=nostage /x /y\n", "image not found for nostage"),
+    ("FROM busybox\nCOPY --from=127.0.0.1:9/nostage /x /y\n", "image not found for 127.0.0.1:9/nostage"),
     ("FROM busybox AS me\nCOPY --from=me /x /y\n", "Dockerfile:2: circular dependency detected on stage: me"),
     ("FROM busybox\nCOPY --chown=nosuchuser a.txt /x\n", "nosuchuser"),
     ("FROM busybox\nCOPY --chmod=abc a.txt /x\n", "invalid chmod"),
     ("FROM busybox\nADD http://127.0.0.1:9/nothing /x\n", "ADD failed: cannot fetch http://127.0.0.1:9/nothing"),
     ("FROM busybox\nFOO bar\n", "Dockerfile:2: unknown instruction: FOO"),
     ("FROM busybox\nRUN echo \\\n  ok\nENV\n", "Dockerfile:4: ENV requires at least one argument"),
-    ("FROM nosuchimage:1\n", "Dockerfile:1: FROM nosuchimage:1"),
+    ("FROM 127.0.0.1:9/nosuchimage:1\n", "Dockerfile:1: FROM 127.0.0.1:9/nosuchimage:1"),
     ("FROM busybox\nSTOPSIGNAL NOPE\n", "Invalid signal: NOPE"),
 ])
 def test_bad_input_one_line_and_nothing_left(bb: Pallet, tmp_path: Path, dockerfile: str, msg: str) -> None:
