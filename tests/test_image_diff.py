@@ -88,4 +88,4 @@ def test_whiteouts_opaque_and_changes(tmp_path: Path) -> None:
     got = [str(c) for c in changes(str(upper), [str(lower)], skip)]
     # docker's order and kinds: dirs equal to the lower one only appear as parents of A/D
     assert got == ["C /etc", "D /etc/group", "C /etc/passwd", "A /new", "A /new/dir", "A /new/dir/file",
-                   "D /opq", "A /opq/fresh"]
+                   "C /opq", "A /opq/fresh", "D /opq/old"]

@@ -256,11 +256,34 @@ class Change:
         return f"{self.kind} {self.path}"
 
 
+def _lower_names(lowerdirs: list[str], rel: str) -> list[str]:
+    """Names the lower layers show in directory ``rel`` (top first; whiteouts hide, an opaque
+    lower dir hides the layers below it)."""
+    seen: dict[str, bool] = {}
+    for lower in lowerdirs:
+        d = os.path.join(lower, rel)
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n not in seen:
+                try:
+                    seen[n] = not is_whiteout(os.lstat(os.path.join(d, n)))
+                except OSError:
+                    continue
+        if is_opaque(d):
+            break
+    return sorted(n for n, present in seen.items() if present)
+
+
 def changes(upper: str, lowerdirs: list[str], exclude: set[str] | frozenset[str] = frozenset()) -> list[Change]:
-    """What ``docker diff`` reports for an overlay upper dir over ``lowerdirs`` (top first):
-    moby pkg/archive ``OverlayChanges``. A whiteout or an opaque dir is ``D``; a path that
-    exists in a lower layer is ``C`` (directories only when size, mode or mtime differ, or
-    something under them changed); anything else ``A``; the parent of an A or D is ``C``."""
+    """What ``docker diff`` reports for an overlay upper dir over ``lowerdirs`` (top first),
+    sorted by path: a whiteout is ``D``; a path that exists in a lower layer is ``C``
+    (directories only when size, mode or mtime differ, or something under them changed);
+    anything else ``A``; the parent of an A or D is ``C``. A replaced directory (opaque) is
+    ``C`` with a ``D`` for each lower entry it hides, as dockerd 20.10's overlay2 (naive diff)
+    prints it; an opaque dir with nothing below it is ``A``."""
     out: list[Change] = []
     changed_dirs: set[str] = set()
     for rel, st in sorted_walk(upper):
@@ -269,7 +292,8 @@ def changes(upper: str, lowerdirs: list[str], exclude: set[str] | frozenset[str]
         path = "/" + rel
         full = os.path.join(upper, rel)
         isdir = stat.S_ISDIR(st.st_mode)
-        if is_whiteout(st) or (isdir and is_opaque(full)):
+        hidden: list[str] = []
+        if is_whiteout(st):
             kind = "D"
         else:
             kind, same_dir = "A", False
@@ -283,6 +307,10 @@ def changes(upper: str, lowerdirs: list[str], exclude: set[str] | frozenset[str]
                     same_dir = True
                 kind = "C"
                 break
+            if isdir and kind == "C" and is_opaque(full):
+                same_dir = False
+                mine = set(os.listdir(full))
+                hidden = [n for n in _lower_names(lowerdirs, rel) if n not in mine]
             if same_dir:
                 continue
         if isdir:
@@ -293,4 +321,6 @@ def changes(upper: str, lowerdirs: list[str], exclude: set[str] | frozenset[str]
                 out.append(Change("C", parent))
                 changed_dirs.add(parent)
         out.append(Change(kind, path))
+        out.extend(Change("D", f"{path}/{n}") for n in hidden)
+    out.sort(key=lambda c: c.path.split("/"))
     return out
