@@ -69,6 +69,21 @@ def pallet(tmp_path: Path) -> Iterator[Pallet]:
     _prune_networks(root, runroot)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _networks_down_at_exit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, take down what any test root under the session's temp dir
+    left active (bridges, nft tables): roots made by other fixtures than ``pallet`` too."""
+    yield
+    if not IS_ROOT:
+        return
+    base = tmp_path_factory.getbasetemp()
+    for nets in list(base.glob("*/networks")) + list(base.glob("*/*/networks")) + list(base.glob("*/*/*/networks")):
+        try:
+            _prune_networks(nets.parent, nets.parent.parent / "run")
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 def _prune_networks(root: Path, runroot: Path) -> None:
     """Take down the bridges and nft rules a test's root activated (left up otherwise: a
     network stays active until ``network rm``/``prune``), so tests leave the host as found."""

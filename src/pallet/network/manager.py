@@ -143,7 +143,7 @@ class Networks:
             net = subnets.parse_subnet(subnet)
             subnets.check_free(net, taken, routes)
         else:
-            pool: Iterable[Any] = subnets.DEFAULT_POOL if name == DEFAULT_NETWORK else subnets.user_candidates()
+            pool: Iterable[Any] = subnets.default_candidates() if name == DEFAULT_NETWORK else subnets.user_candidates()
             net = subnets.pick(pool, taken, routes)
         gw = subnets.parse_gateway(gateway, net)
         if bridge is None:

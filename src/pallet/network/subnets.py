@@ -95,3 +95,10 @@ def pick(candidates: Iterable[str | Net], taken: Iterable[tuple[str, str]], rout
 
 def user_candidates() -> Iterable[Net]:
     return USER_POOL_BASE.subnets(new_prefix=USER_PREFIX)  # type: ignore[return-value]
+
+
+def default_candidates() -> Iterable[str | Net]:
+    """The default network's: the /16s of DEFAULT_POOL, then any /24 of 10.90.0.0/15 (hosts
+    with many pallet roots, e.g. test machines, exhaust the /16s)."""
+    yield from DEFAULT_POOL
+    yield from ipaddress.ip_network("10.90.0.0/15").subnets(new_prefix=24)  # type: ignore[misc]
