@@ -336,6 +336,9 @@ def test_stdin_dockerfile_and_tar_context(bb: Pallet, tmp_path: Path) -> None:
     r = bb("build", "-q", "-t", "tarctx", "-", input=buf.getvalue())
     assert r.out.strip().startswith("sha256:")
     assert image_tree(bb, "tarctx")["/f"].data == b"tarctx"
+    ctx = write_ctx(tmp_path / "c", {"f": "dirctx"})
+    bb("build", "-t", "dfstdin", "-f", "-", str(ctx), input="FROM busybox\nCOPY f /f\n")
+    assert image_tree(bb, "dfstdin")["/f"].data == b"dirctx"
 
 
 def test_label_flag_and_scratch(bb: Pallet, tmp_path: Path) -> None:
