@@ -4,8 +4,9 @@
   whatever removes content (delete_image, check --repair, cleaning tmp/) holds it EXCLUSIVE. So a
   layer or blob an in-flight write relies on is never removed under it, and tmp/ is only cleaned
   when no writer can own anything in it.
-* ``layer-<hex>.lock``: EXCLUSIVE while one process extracts that layer; a second process adding
-  the same layer waits, then finds it present.
+* ``layer-<hex>.lock``: EXCLUSIVE (``lock_file``) from the moment one process starts extracting that
+  layer until it is published (possibly released by the publishing thread); a second process
+  adding the same layer waits, then finds it present.
 
 flock locks belong to the open file description, so they vanish when a process dies (SIGKILL
 included): a crash never leaves a lock held.
@@ -80,17 +81,6 @@ class FileLock:
             os.close(self._fd)
             self._fd = -1
             self._depth = 0
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """A one-shot exclusive lock on ``path``."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def lock_file(path: Path) -> int:
