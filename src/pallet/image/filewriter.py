@@ -18,7 +18,7 @@ import threading
 from queue import SimpleQueue
 from typing import Any
 
-from pallet.errors import OSFailure, PalletError
+from pallet.errors import InvalidArgument, OSFailure, PalletError
 
 BATCH = 64
 MAX_BATCHES = 8
@@ -70,8 +70,10 @@ class FileWriter:
                     self._errors.append(OSFailure.from_oserror(ex, "extract", name))
                 except PalletError as ex:
                     self._errors.append(ex)
+                except ValueError as ex:  # os.* refuse embedded NULs (xattr names)
+                    self._errors.append(InvalidArgument(f"tar entry {name!r}: {ex}"))
                 except Exception as ex:  # never die silently: the applier must see every failure
-                    self._errors.append(OSFailure(0, f"extract ({type(ex).__name__}: {ex})", name))
+                    self._errors.append(PalletError(f"extract {name}: {type(ex).__name__}: {ex}"))
                 finally:
                     close(fd)
             self._slots.release()
