@@ -23,7 +23,9 @@ if ! .venv/bin/python -c 'import pallet, pytest, aiohttp, isal, zstandard' 2>/de
   touch .venv/.installed
 fi
 # pip's console-script wrapper imports `re` (10-20 ms here) only to strip Windows suffixes from
-# argv[0]; the runtime's start path (bench/runtime.sh vs runc) gets a plain one.
-printf '#!%s\nimport sys\nfrom pallet.runtime.cli import entry\nsys.exit(entry())\n' \
-  "$PWD/.venv/bin/python" > .venv/bin/pallet-runtime
+# argv[0]; the runtime's start path (bench/runtime.sh vs runc) gets a plain one, run with -I -S:
+# no site-packages .pth hooks or sitecustomize (the runtime needs only the stdlib and src/;
+# seccomp adds site-packages itself on a BPF cache miss, for pyseccomp).
+printf '#!%s -IS\nimport sys\nsys.path.insert(0, "%s")\nfrom pallet.runtime.cli import entry\nentry()\n' \
+  "$PWD/.venv/bin/python" "$PWD/src" > .venv/bin/pallet-runtime
 chmod +x .venv/bin/pallet-runtime

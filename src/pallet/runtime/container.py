@@ -23,12 +23,10 @@ OSFailure, bad spec -> InvalidArgument, wrong state -> Conflict, unknown id -> N
 from __future__ import annotations
 
 import os
-import select
 import time
 
 from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure, PalletError, Unavailable
-from pallet.runtime import hooks, jsonlite, process, seccomp, state
-from pallet.runtime.enter import ExecProcess, _exit_code, exec_in
+from pallet.runtime import jsonlite, process, seccomp, state
 from pallet.runtime.linux import cgroups
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
@@ -37,6 +35,15 @@ from pallet.runtime.linux.mounts import RootfsOverlay
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing imports re, collections, functools: not on the run path
     from typing import Any
+
+    from pallet.runtime.enter import ExecProcess
+
+# imported when used: exec (enter), hooks, select (start) are off the `run` path
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def _raise_child_error(sock: Any) -> None:
@@ -137,6 +144,8 @@ class Container:
                     raise Conflict(f"container {self.id} exited before it was started")
                 if time.monotonic() > deadline:
                     raise Unavailable(f"container {self.id} did not start within {timeout:.0f} s")
+                import select
+
                 select.select([fd], [], [], 0.01)
         finally:
             os.close(fd)
@@ -150,6 +159,8 @@ class Container:
 
     def _hook(self, kind: str) -> None:
         if self._hooks and self._hooks.get(kind):
+            from pallet.runtime import hooks
+
             st = dict(self.state(), status="stopped" if kind == "poststop" else "running")
             hooks.run_all(self._hooks, kind, jsonlite.dumps(st).encode())
 
@@ -241,6 +252,8 @@ class Container:
              tty: bool | None = None, seccomp_cache: str | None = None) -> ExecProcess:
         """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
         every namespace, its cgroup, its capabilities, seccomp, user, env and cwd (``enter``)."""
+        from pallet.runtime.enter import exec_in
+
         return exec_in(self, proc, stdio=stdio, tty=tty, seccomp_cache=seccomp_cache)
 
 
@@ -335,6 +348,8 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
                     f.write(str(pid))
             state_json = b""
             if hk:
+                from pallet.runtime import hooks
+
                 state_json = _oci_state(st).encode()
                 hooks.run_all(hk, "prestart", state_json)
                 hooks.run_all(hk, "createRuntime", state_json)

@@ -13,6 +13,7 @@ import os
 
 from pallet.errors import Conflict, PalletError, Unavailable
 from pallet.runtime import jsonlite, process, seccomp
+from pallet.runtime.container import _exit_code
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
 
@@ -23,11 +24,6 @@ if TYPE_CHECKING:  # typing imports re, collections, functools: not on the run p
     from pallet.runtime.container import Container
 
 _EXEC_NS = ("user", "ipc", "uts", "net", "pid", "mnt", "cgroup")  # setns order (user first)
-
-
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 class ExecProcess:

@@ -41,7 +41,7 @@ import resource  # rlimits; imported here because the child cannot import after 
 import stat
 
 from pallet import errors
-from pallet.runtime import hooks, jsonlite
+from pallet.runtime import jsonlite
 from pallet.runtime.linux import mounts
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
@@ -291,6 +291,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
         # not dumpable until execve: no process of the container can open our /proc/PID/exe
         # (the host's python) or fds (CVE-2019-5736's way in); execve makes it dumpable again
         sc.prctl(sc.PR_SET_DUMPABLE, 0)
+        if plan.hooks:  # loaded now (after pivot_root the host's files are out of reach)
+            import pallet.runtime.hooks  # noqa: F401
         if plan.userns:  # step 2: the parent writes our uid/gid maps first
             tag, _, _ = recv(sock)
             if tag != SYNC_GO:
@@ -316,6 +318,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
         state_json = b""
         if plan.hooks:  # createContainer hooks need the state, before pivot_root
             state_json = _joined(sock, plan)
+            from pallet.runtime import hooks
+
             hooks.run_all(plan.hooks, "createContainer", state_json)
         if plan.rootfs != "/":
             mounts.pivot(plan.rootfs)
@@ -339,6 +343,8 @@ def init(plan: Plan, sock: _socket.socket) -> None:
             os.close(w)
             os.close(fifo_fd)
         if plan.hooks:
+            from pallet.runtime import hooks
+
             hooks.run_all(plan.hooks, "startContainer", state_json)
         _execve(sock, plan, path, slave)
     except BaseException as e:

@@ -111,8 +111,14 @@ def compile_bpf(seccomp: dict) -> bytes:
     """Compile the OCI ``linux.seccomp`` object to classic BPF with libseccomp."""
     try:
         import pyseccomp  # the one heavy import, only on a cache miss
-    except ImportError:  # pragma: no cover
-        raise NotImplementedFeature("seccomp needs pyseccomp (libseccomp) to compile a new profile") from None
+    except ImportError:
+        import site  # started with -S (the pallet-runtime wrapper): add site-packages now
+
+        site.main()
+        try:
+            import pyseccomp
+        except ImportError:
+            raise NotImplementedFeature("seccomp needs pyseccomp (libseccomp) to compile a new profile") from None
     import tempfile
 
     default_errno = int(seccomp.get("defaultErrnoRet", 1))

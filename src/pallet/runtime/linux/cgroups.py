@@ -13,13 +13,18 @@ from __future__ import annotations
 import os
 
 from pallet.errors import InvalidArgument, NotImplementedFeature
-from pallet.runtime.linux.cgroup_v1 import CgroupV1
-from pallet.runtime.linux.cgroup_v2 import CgroupV2
 from pallet.runtime.linux.cgroupfs import CGROUP_ROOT, unified_root
 
-__all__ = ["BACKENDS", "CgroupV1", "CgroupV2", "default_path", "detect", "manager", "unified_root"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pallet.runtime.linux.cgroup_v1 import CgroupV1
+    from pallet.runtime.linux.cgroup_v2 import CgroupV2
 
-BACKENDS: dict[str, type] = {"v1": CgroupV1, "v2": CgroupV2}
+__all__ = ["BACKENDS", "CGROUP_ROOT", "default_path", "detect", "manager", "unified_root"]
+
+# name -> "module:class", imported on first use (a start needs only the host's one)
+BACKENDS: dict[str, str] = {"v1": "pallet.runtime.linux.cgroup_v1:CgroupV1",
+                            "v2": "pallet.runtime.linux.cgroup_v2:CgroupV2"}
 
 
 def default_path(cid: str) -> str:
@@ -38,4 +43,5 @@ def manager(name: str | None, path: str) -> CgroupV1 | CgroupV2:
         raise InvalidArgument(f"unknown cgroup manager {name!r} (known: {', '.join(BACKENDS)})")
     if ":" in path:
         raise NotImplementedFeature(f"systemd cgroupsPath {path!r} is not supported (use a path)")
-    return BACKENDS[name](path)  # type: ignore[no-any-return]
+    mod, _, cls = BACKENDS[name].partition(":")
+    return getattr(__import__(mod, fromlist=[cls]), cls)(path)  # type: ignore[no-any-return]
