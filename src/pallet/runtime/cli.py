@@ -295,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     except PalletError as e:
         sys.stderr.write(f"pallet-runtime: {e}\n")
         return e.exit_code if e.exit_code in (126, 127) else 1
+    except OSError as e:  # e.g. no permission on --root: one line, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        sys.stderr.write(f"pallet-runtime: {e.strerror or e}{where}\n")
+        return 1
     except KeyboardInterrupt:
         return 130
 
