@@ -1,7 +1,6 @@
 """``attach`` and ``start -a``: the client side of the monitor's attach stream, and ``exec``."""
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import struct
@@ -60,7 +59,9 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
                         break
                     payload, buf = buf[5:5 + n], buf[5 + n:]
                     if kind == 3:
-                        code = int(json.loads(payload).get("exit_code", 0))
+                        from pallet.runtime import jsonlite
+
+                        code = int(jsonlite.loads(payload).get("exit_code", 0))
                         done = True
                     else:
                         os.write(1 if kind == 1 else 2, payload)

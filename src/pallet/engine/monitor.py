@@ -19,7 +19,6 @@ containers. If it is killed, the next command reconciles (``state.reconcile``).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -28,6 +27,8 @@ import struct
 import sys
 import time
 from typing import Any
+
+from pallet.runtime import jsonlite as json  # not `json` (re, enum): `run -d` imports this
 
 LINGER = float(os.environ.get("PALLET_MONITOR_LINGER", "2.0"))
 
