@@ -241,3 +241,13 @@ def test_devices_cgroup_denies_other_devices(tmp_path: Path, busybox_rootfs: Pat
     r = run(tmp_path, busybox_rootfs, ["sh", "-c", "mknod /tmp/mem c 1 1 && head -c1 /tmp/mem; "
                                        "head -c1 /dev/zero | wc -c"])
     assert "Operation not permitted" in r.err and r.out.split()[-1] == "1"
+
+
+def test_spec_without_capabilities_keeps_them(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """No ``process.capabilities`` in the spec: left as they are (runc), not dropped to none."""
+    from pallet.runtime import spec as rspec
+
+    spec = rspec.default_spec(["grep", "^CapEff", "/proc/self/status"], "rootfs", seccomp="unconfined")
+    del spec["process"]["capabilities"]
+    ours = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
+    assert _status(run(tmp_path, busybox_rootfs, [], spec=spec).out)["CapEff"] == ours

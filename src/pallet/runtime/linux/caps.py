@@ -64,9 +64,10 @@ def host_bounding() -> int:
 class CapPlan:
     """The masks to apply, computed (and clamped) in the parent before the fork."""
 
-    __slots__ = ("bounding", "effective", "permitted", "inheritable", "ambient")
+    __slots__ = ("bounding", "effective", "permitted", "inheritable", "ambient", "keep")
 
     def __init__(self, spec_caps: dict | None, limit: int) -> None:
+        self.keep = spec_caps is None  # no "capabilities" in the spec: leave them as they are (runc)
         c = spec_caps or {}
         self.bounding = mask(c.get("bounding")) & limit
         self.effective = mask(c.get("effective")) & limit
@@ -76,6 +77,8 @@ class CapPlan:
 
     def drop_bounding(self) -> None:
         """Before the uid change: needs CAP_SETPCAP, which we still hold."""
+        if self.keep:
+            return
         for b in range(LAST_CAP + 1):
             if not self.bounding >> b & 1:
                 try:
@@ -86,6 +89,8 @@ class CapPlan:
 
     def apply(self) -> None:
         """After the uid change (PR_SET_KEEPCAPS kept permitted): set the masks, raise ambient."""
+        if self.keep:
+            return
         sc.capset(self.effective, self.permitted, self.inheritable)
         if self.ambient:
             for b in range(LAST_CAP + 1):
