@@ -7,11 +7,13 @@ fork; the child only performs syscalls with modules that are already imported, b
 
 Steps of ``init`` (parent <-> child):
 
-1. parent ``clone()``\\ s with the namespace flags; the child blocks on the socket;
+1. parent calls ``clone()`` with the namespace flags (the child is pid 1 of its pid namespace
+   and our direct child); with a user namespace the child waits on the socket;
 2. with a user namespace, parent writes uid/gid maps and sends ``SYNC_GO`` (without one the
-   child does not wait); then the parent places the pid in the cgroups
-   (on cgroup v1 the first attach waits for an RCU grace period, ~10 ms: it overlaps with the
-   child's mounts) and sends ``SYNC_CGROUP``;
+   child does not wait); then the parent writes the cgroup limits, places the pid in the
+   cgroups (on cgroup v1 an attach waits for an RCU grace period, 10-20 ms here: it overlaps
+   with the child's mounts and pivot_root), runs prestart/createRuntime hooks and sends
+   ``SYNC_CGROUP`` (with the state JSON when there are hooks);
 3. child: joins namespaces given by path, builds the rootfs (the cgroup mount binds the
    container's cgroup directories), console, ``pivot_root``, masked/read-only paths, hostname,
    resolves the command; waits for ``SYNC_CGROUP`` (before ``pivot_root`` when there are
@@ -21,8 +23,9 @@ Steps of ``init`` (parent <-> child):
    state files meanwhile;
 4. child waits to be started: by the exec fifo (``create`` then ``start`` from any process,
    like runc's exec.fifo) or immediately (``run``);
-5. child: stdio/tty, rlimits, cwd, seccomp (before the caps drop unless noNewPrivileges),
-   bounding set, ids, capsets, ambient, noNewPrivileges + seccomp, ``execve``. The socket is
+5. child: startContainer hooks, new session, stdio/tty, rlimits, cwd, seccomp (before the caps
+   drop unless noNewPrivileges), bounding set, ids, capsets, ambient, noNewPrivileges +
+   seccomp, umask, default signal dispositions, every other fd close-on-exec, ``execve``. The socket is
    close-on-exec: EOF tells the parent the exec worked; an exec failure is sent as
    ``SYNC_ERROR`` (not found -> 127, not executable -> 126).
 
