@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "list":  # runc's columns; -q ids only; --format json
             states = [rt.load(cid, g["root"]).state() for cid in state.list_ids(g["root"])]
             if o.get("quiet"):
-                print("\n".join(st["id"] for st in states))
+                for st in states:
+                    print(st["id"])
             elif o.get("format") == "json":
                 print(jsonlite.dumps(states))
             else:
