@@ -10,7 +10,7 @@ from pallet.cli.fastfmt import FastFormatter
 
 
 def add_parser(sub: Any) -> None:
-    for name, aliases in (("ps", []),):
+    for name, aliases in (("ps", list[str]()),):
         p = sub.add_parser(name, aliases=aliases, help="list containers")
         _ps_flags(p)
 

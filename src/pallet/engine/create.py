@@ -19,6 +19,47 @@ from pallet.errors import Conflict, InvalidArgument, NotFound
 class CreateOptions:
     """docker run/create flags, raw (validated by ``build_config``)."""
 
+    # the options (all set by __init__; annotated for the type checker)
+    image: str
+    command: list[str]
+    name: str | None
+    env: list[str]
+    env_file: list[str]
+    workdir: str | None
+    user: str | None
+    entrypoint: str | None
+    hostname: str | None
+    init: bool
+    restart: str | None
+    rm: bool
+    stop_signal: str | None
+    stop_timeout: str | None
+    labels: list[str]
+    memory: str | None
+    memory_swap: str | None
+    cpus: str | None
+    cpu_shares: str | None
+    pids_limit: str | None
+    cap_add: list[str]
+    cap_drop: list[str]
+    privileged: bool
+    security_opt: list[str]
+    read_only: bool
+    tmpfs: list[str]
+    volumes: list[str]
+    mounts: list[str]
+    volumes_from: list[str]
+    runtime: str
+    network: str | None
+    interactive: bool
+    tty: bool
+    detach: bool
+    publish: list[str]
+    publish_all: bool
+    network_alias: list[str]
+    dns: list[str]
+    add_host: list[str]
+
     _DEFAULTS: dict[str, Any] = {
         "command": [],
         "name": None,
@@ -107,7 +148,7 @@ def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid
     hostname = o.hostname or (cid[:12] if network != "host" else os.uname().nodename)
     labels = dict(icfg.get("Labels") or {})
     labels.update(units.parse_labels(o.labels))
-    config = {
+    config: dict[str, Any] = {
         "Hostname": hostname, "Domainname": "", "User": o.user if o.user is not None else icfg.get("User", ""),
         "AttachStdin": o.interactive and not o.detach, "AttachStdout": not o.detach,
         "AttachStderr": not o.detach, "ExposedPorts": icfg.get("ExposedPorts"), "Tty": o.tty,
@@ -162,7 +203,7 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
 
         for spec in o.publish:
             parse_publish(spec)
-    vfrom: list[tuple[dict[str, Any], bool | None]] = []
+    vfrom: list[tuple[list[dict[str, Any]], bool | None]] = []
     for spec in o.volumes_from:
         ref, _, mode = spec.partition(":")
         if mode not in ("", "ro", "rw"):

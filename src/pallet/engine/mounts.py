@@ -93,19 +93,20 @@ def parse_mount(spec: str) -> dict[str, Any]:
 
 
 def resolve(conn: sqlite3.Connection, root: str | os.PathLike[str], *, v: list[str], mount: list[str],
-            tmpfs: dict[str, str], volumes_from: list[tuple[dict[str, Any], bool | None]]) -> tuple[list[dict[str, Any]], list[str]]:
+            tmpfs: dict[str, str], volumes_from: list[tuple[list[dict[str, Any]], bool | None]]
+            ) -> tuple[list[dict[str, Any]], list[str]]:
     """All mounts of a new container, volumes created; returns (mounts, volumes created now).
 
     ``volumes_from``: (mounts of the other container, read-only override or None)."""
     out: dict[str, dict[str, Any]] = {}
     for other, ro in volumes_from:
-        for m in other:
-            if m["Type"] == "tmpfs":
+        for om in other:
+            if om["Type"] == "tmpfs":
                 continue
-            m = dict(m)
+            copied = dict(om)
             if ro is not None:
-                m["RW"] = not ro
-            out[m["Destination"]] = m
+                copied["RW"] = not ro
+            out[copied["Destination"]] = copied
     mine = [parse_v(s) for s in v] + [parse_mount(s) for s in mount]
     for dst, opts in tmpfs.items():
         mine.append({"Type": "tmpfs", "Source": "", "Destination": _check_dst(dst, "--tmpfs"), "Mode": "",

@@ -101,4 +101,4 @@ class RawTerminal:
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)  # type: ignore[arg-type]

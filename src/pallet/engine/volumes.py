@@ -21,7 +21,7 @@ from pallet.engine.names import NAME_RE
 from pallet.errors import Conflict, InvalidArgument, NotFound
 
 
-def data_dir(root: str | Path, name: str) -> Path:
+def data_dir(root: str | os.PathLike[str], name: str) -> Path:
     return Path(root) / "volumes" / name / "_data"
 
 
@@ -30,14 +30,14 @@ def _row(conn: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
                         "WHERE name=?", (name,)).fetchone()
 
 
-def inspect(root: str | Path, row: tuple[Any, ...]) -> dict[str, Any]:
+def inspect(root: str | os.PathLike[str], row: tuple[Any, ...]) -> dict[str, Any]:
     name, driver, created, labels, options, anonymous, _ = row
     return {"CreatedAt": created, "Driver": driver, "Labels": json.loads(labels) or None,
             "Mountpoint": str(data_dir(root, name)), "Name": name, "Options": json.loads(options) or None,
             "Scope": "local"}
 
 
-def create(conn: sqlite3.Connection, root: str | Path, name: str | None = None, *,
+def create(conn: sqlite3.Connection, root: str | os.PathLike[str], name: str | None = None, *,
            labels: dict[str, str] | None = None, driver: str = "local",
            options: dict[str, str] | None = None) -> tuple[str, bool]:
     """Create (or find) a volume. Returns (name, created_now)."""
@@ -88,7 +88,7 @@ def users(conn: sqlite3.Connection, name: str) -> list[str]:
     return out
 
 
-def remove(conn: sqlite3.Connection, root: str | Path, name: str, *, force: bool = False) -> None:
+def remove(conn: sqlite3.Connection, root: str | os.PathLike[str], name: str, *, force: bool = False) -> None:
     get(conn, name)
     using = users(conn, name)
     if using:
@@ -98,7 +98,7 @@ def remove(conn: sqlite3.Connection, root: str | Path, name: str, *, force: bool
     shutil.rmtree(Path(root) / "volumes" / name, ignore_errors=True)
 
 
-def prune(conn: sqlite3.Connection, root: str | Path, *, all_volumes: bool = True) -> list[str]:
+def prune(conn: sqlite3.Connection, root: str | os.PathLike[str], *, all_volumes: bool = True) -> list[str]:
     removed = []
     for row in list_all(conn):
         if not all_volumes and not row[5]:
@@ -109,7 +109,7 @@ def prune(conn: sqlite3.Connection, root: str | Path, *, all_volumes: bool = Tru
     return removed
 
 
-def populate(conn: sqlite3.Connection, root: str | Path, name: str, lowerdirs: list[Path], path: str) -> None:
+def populate(conn: sqlite3.Connection, root: str | os.PathLike[str], name: str, lowerdirs: list[Path], path: str) -> None:
     """docker's copy-up: fill an empty, never-populated volume from the image's content at ``path``.
 
     ``lowerdirs`` are top layer first (overlay order); layers are applied bottom-up, honouring
