@@ -45,6 +45,13 @@ def prt_detached(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_cli_create_start_state_kill_delete(tmp_path: Path, busybox_rootfs: Path) -> None:
     b = _bundle(tmp_path, busybox_rootfs, ["sleep", "30"])
     cid = new_id()
+    try:
+        _create_start_state_kill_delete(tmp_path, b, cid)
+    finally:
+        prt(tmp_path, "delete", "-f", cid)
+
+
+def _create_start_state_kill_delete(tmp_path: Path, b: Path, cid: str) -> None:
     r = prt_detached(tmp_path, "create", "--bundle", str(b), "--pid-file", str(tmp_path / "pid"), cid)
     assert r.returncode == 0, r.stderr
     pid = int((tmp_path / "pid").read_text())
@@ -242,13 +249,19 @@ def test_cli_run_forwards_signals(tmp_path: Path, busybox_rootfs: Path) -> None:
 
     b = _bundle(tmp_path, busybox_rootfs, ["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; "
                                                          "while :; do sleep 0.1; done"])
-    p = subprocess.Popen([*RUNTIME, "--root", str(tmp_path / "state"), "run", "-b", str(b), new_id()],
+    cid = new_id()
+    p = subprocess.Popen([*RUNTIME, "--root", str(tmp_path / "state"), "run", "-b", str(b), cid],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert p.stdout is not None
-    assert p.stdout.readline() == b"ready\n"
-    p.send_signal(signal.SIGTERM)
-    out, _err = p.communicate(timeout=30)
-    assert p.returncode == 3 and out == b"got-term\n"
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        p.send_signal(signal.SIGTERM)
+        out, _err = p.communicate(timeout=30)
+        assert p.returncode == 3 and out == b"got-term\n"
+    finally:  # a failure must not leave the container looping
+        p.kill()
+        p.wait()
+        prt(tmp_path, "delete", "-f", cid)
 
 
 def test_external_crun_reports_its_error_in_one_line(tmp_path: Path, busybox_rootfs: Path) -> None:
