@@ -62,12 +62,18 @@ def layer_from_upper(store: Store, upperdir: str, *, adopt: bool = False,
     except BaseException:
         w.abort()
         raise
-    from pallet.store.view import StoredLayer
-
-    stored = StoredLayer(store, diff_id, diff_id, res.size, mt.DOCKER_LAYER)
+    stored = stored_layer(store, diff_id, diff_id, res.size, mt.DOCKER_LAYER)
     if not adopt:
         store.add_layer(stored)
     return NewLayer(diff_id, res.size, stored)
+
+
+def stored_layer(store: Store, digest: Digest, diff_id: Digest, size: int, media_type: str) -> Any:
+    """A Layer over a blob already in the store (public API: ``open_blob``)."""
+    from pallet.image.layer import BlobLayer
+
+    return BlobLayer(lambda: store.open_blob(digest), media_type=media_type, size=size, digest=digest,
+                     diff_id=diff_id, what=f"layer {digest}")
 
 
 class _FdWriter:

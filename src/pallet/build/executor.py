@@ -161,13 +161,13 @@ class Builder:
             from pallet.image.static import StaticImage
             from pallet.oci.digest import Digest
             from pallet.oci.reference import Reference
-            from pallet.store.view import StoredLayer
-
             full = self.full_store()
             refs = [Reference.parse(t) for t in self.opts.tags]
             if rec is None:
-                layers = [StoredLayer(full, Digest.parse(d["digest"]), Digest.parse(diff), d["size"],
-                                      d["mediaType"]) for d, diff in zip(state.layers, state.diff_ids, strict=True)]
+                from pallet.build.commit import stored_layer
+
+                layers = [stored_layer(full, Digest.parse(d["digest"]), Digest.parse(diff), d["size"], d["mediaType"])
+                          for d, diff in zip(state.layers, state.diff_ids, strict=True)]
                 rec = full.write_image(StaticImage(state.raw(), layers), refs)
             else:
                 for r in refs:
