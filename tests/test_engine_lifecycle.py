@@ -59,6 +59,10 @@ def test_detached_logs_exec_pause_stop_rm(bb) -> None:  # type: ignore[no-untype
     assert "(Paused)" in bb("ps").out
     assert bb.fail("exec", "web", "true").rc == 125
     bb("unpause", "web")
+    assert "sh -c echo start" in bb("top", "web").out
+    stats = bb("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "web").out.split()
+    assert stats[0] == "web" and int(stats[1]) >= 1
+    assert bb("container", "inspect", "-f", "{{.Name}}", "web").out.strip() == "/web"
     info = json.loads(bb("inspect", "web").out)[0]
     st = info["State"]
     assert st["Status"] == "running" and st["Running"] and st["Pid"] > 0 and not st["OOMKilled"]
