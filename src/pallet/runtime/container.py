@@ -138,15 +138,15 @@ class Container:
                 try:
                     if os.read(fd, 1):
                         break
-                except BlockingIOError:
-                    pass
+                    time.sleep(0.001)  # EOF: the init has not opened its end yet (no busy loop)
+                except BlockingIOError:  # opened, byte not written yet
+                    import select
+
+                    select.select([fd], [], [], 0.01)
                 if not state.alive(self.pid, self._starttime):
                     raise Conflict(f"container {self.id} exited before it was started")
                 if time.monotonic() > deadline:
                     raise Unavailable(f"container {self.id} did not start within {timeout:.0f} s")
-                import select
-
-                select.select([fd], [], [], 0.01)
         finally:
             os.close(fd)
             try:
