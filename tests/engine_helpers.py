@@ -46,8 +46,8 @@ def wait_until(pred, timeout: float = 10.0, step: float = 0.05) -> bool:  # type
     return bool(pred())
 
 
-def processes_in(root: Path) -> list[int]:
-    """Pids whose environment names this pallet root (the CLI and the monitor) or whose cgroup is pallet's."""
+def processes_in(root: Path | str) -> list[int]:
+    """Pids whose environment names this pallet root (or a root under this directory): the CLI and the monitor."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == os.getpid():
