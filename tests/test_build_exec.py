@@ -234,7 +234,7 @@ EOF
     ("FROM busybox\nCOPY ../outside /x\n", "Dockerfile:2: COPY failed: forbidden path outside the build context"),
     ("FROM busybox\nCOPY a.txt a.txt /notdir\n", "destination must be a directory and end with a /"),
     ("FROM busybox\nCOPY nomatch* /x/\n", "no source files were specified"),
-    ("FROM busybox\nCOPY --from=127.0.0.1:9/nostage /x /y\n", "image not found for 127.0.0.1:9/nostage"),
+    ("FROM busybox\nCOPY --from=127.0.0.1:9/nostage /x /y\n", "COPY --from=127.0.0.1:9/nostage: no build stage or image named"),
     ("FROM busybox AS me\nCOPY --from=me /x /y\n", "Dockerfile:2: circular dependency detected on stage: me"),
     ("FROM busybox\nCOPY --chown=nosuchuser a.txt /x\n", "nosuchuser"),
     ("FROM busybox\nCOPY --chmod=abc a.txt /x\n", "invalid chmod"),

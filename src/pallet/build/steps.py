@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pallet.build import dispatch, stages
 from pallet.build import instructions as ins
 from pallet.build.cache import step_key
-from pallet.errors import InvalidArgument, Unavailable
+from pallet.errors import InvalidArgument, PalletError, Unavailable
 
 if TYPE_CHECKING:
     from pallet.build.executor import Builder, StageCtx, State
@@ -177,7 +177,11 @@ class StepRunner:
                     src_key = src_state.key
                     source_lowers = b.lowerdirs(src_state)
                 else:
-                    rec = b.resolve_base(from_ref)
+                    try:
+                        rec = b.resolve_base(from_ref)
+                    except PalletError as e:
+                        raise type(e)(f"{what} --from={from_ref}: no build stage or image named {from_ref!r} "
+                                      f"({e})") from None
                     src_key = "image:" + str(rec.id)
                     source_lowers = [str(p) for p in b.store.lowerdirs(rec)]
                 plan.from_patterns = list(inst.sources)
