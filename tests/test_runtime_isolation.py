@@ -251,3 +251,14 @@ def test_spec_without_capabilities_keeps_them(tmp_path: Path, busybox_rootfs: Pa
     del spec["process"]["capabilities"]
     ours = open("/proc/self/status").read().split("CapEff:")[1].split()[0]
     assert _status(run(tmp_path, busybox_rootfs, [], spec=spec).out)["CapEff"] == ours
+
+
+def test_privileged_gets_what_the_host_has(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """--privileged: every capability the host can give (CAP_SYS_RESOURCE is missing here, so it
+    is clamped away instead of failing), no seccomp, no masked paths, /sys writable."""
+    r = run(tmp_path, busybox_rootfs, ["sh", "-c", "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; "
+                                       "grep ' /sys ' /proc/self/mounts; wc -c < /proc/timer_list"], privileged=True)
+    st = _status(r.out)
+    host = open("/proc/self/status").read().split("CapBnd:")[1].split()[0]
+    assert st["CapEff"] == st["CapBnd"] == host and st["Seccomp"] == "0"
+    assert " rw," in r.out.splitlines()[3] and int(r.out.split()[-1]) > 0
