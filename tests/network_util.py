@@ -168,3 +168,27 @@ def default_net_env(tag: str) -> dict[str, str]:
             break
     return {"PALLET_BRIDGE_NAME": f"{_PREFIX}{tag}", "PALLET_BRIDGE_PREFIX": f"{_PREFIX}{tag}",
             "PALLET_BRIDGE_SUBNET": str(cand)}
+
+
+def assert_host_as(before: dict[str, object], root: str | None = None, prefix: str | None = None,
+                   timeout: float = 15.0) -> None:
+    """Assert the host's network state equals BEFORE, allowing TIMEOUT seconds for the kernel's
+    asynchronous netns teardown (and other actors' transient veths) to settle; on failure the
+    message shows what differs."""
+    import difflib
+
+    deadline = time.monotonic() + timeout
+    now = snapshot(prefix, root)
+    for _ in range(1000):
+        if now == before or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+        now = snapshot(prefix, root)
+    if now != before:
+        diff = []
+        for k in before:
+            if before[k] != now[k]:  # type: ignore[index]
+                a = [json.dumps(x, sort_keys=True) if not isinstance(x, str) else x for x in before[k]]  # type: ignore[attr-defined]
+                b = [json.dumps(x, sort_keys=True) if not isinstance(x, str) else x for x in now[k]]  # type: ignore[index]
+                diff += [f"{k}:", *difflib.unified_diff(a, b, lineterm="", n=0)]
+        raise AssertionError("host network state differs from before:\n" + "\n".join(diff[:60]))

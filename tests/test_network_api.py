@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from network_util import BUSYBOX, default_net_env, snapshot
+from network_util import BUSYBOX, assert_host_as, default_net_env, snapshot
 
 from pallet.errors import Conflict
 from pallet.network import api, etcfiles
@@ -68,7 +68,4 @@ def test_setup_publish_teardown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     from pallet.network.manager import Networks
 
     Networks(root, run).prune()
-    deadline = time.monotonic() + 10
-    while snapshot(root=root) != before and time.monotonic() < deadline:
-        time.sleep(0.1)  # veths vanish with their netns asynchronously
-    assert snapshot(root=root) == before
+    assert_host_as(before, root=root)  # (veths vanish with their netns asynchronously)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from network_util import default_net_env, netnses, snapshot, wait_for
+from network_util import assert_host_as, default_net_env, netnses, snapshot, wait_for
 
 from pallet.errors import Conflict, InvalidArgument, NotFound
 from pallet.network import etcfiles
@@ -43,7 +43,7 @@ def net(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoints]:
                 eps.detach(n.name, cid)
         eps.prune()
     assert eps.store.names() == ["bridge"]
-    assert snapshot(root=str(tmp_path / "root")) == before
+    assert_host_as(before, root=str(tmp_path / "root"))
 
 
 def _hosts(path: str, hostname: str) -> str:
@@ -87,7 +87,7 @@ def test_published_port_answers_on_loopback(net: Endpoints, www: Path) -> None:
             with netnses(f"pq{TAG}") as (b,):
                 with pytest.raises(Conflict, match=f"{bound.host_port}"):
                     net.attach("bridge", "d" * 64, b.path, publish=[parse_publish(f"127.0.0.1:{bound.host_port}:80")])
-            assert snapshot(root=str(net.store.root)) == before
+            assert_host_as(before, root=str(net.store.root))
             assert list(net.store.endpoints("bridge")) == ["c" * 64]
         finally:
             att.reservation.close()
@@ -103,7 +103,7 @@ def test_host_port_in_use_is_refused(net: Endpoints) -> None:
             before = snapshot(root=str(net.store.root))
             with pytest.raises(Conflict, match=f"127.0.0.1:{port}/tcp is not available"):
                 net.attach("bridge", "e" * 64, a.path, publish=[parse_publish(f"127.0.0.1:{port}:80")])
-            assert snapshot(root=str(net.store.root)) == before
+            assert_host_as(before, root=str(net.store.root))
             assert net.store.endpoints("bridge") == {}
     finally:
         s.close()
@@ -142,7 +142,8 @@ def test_bad_input_leaves_nothing(net: Endpoints) -> None:
             net.attach("nosuch", "f" * 64, a.path)
         with pytest.raises(InvalidArgument):
             net.attach("bridge", "f" * 64, a.path, publish=[parse_publish("99999")])
-    assert net.store.names() == names and snapshot(root=str(net.store.root)) == before
+    assert net.store.names() == names
+    assert_host_as(before, root=str(net.store.root))
 
 
 def test_cli_errors_are_one_line(pallet) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 from engine_helpers import bb_fixture, wait_until  # noqa: F401  (registers the 'bb' fixture)
-from network_util import snapshot
+from network_util import assert_host_as, snapshot
 
 pytestmark = pytest.mark.privileged
 
@@ -62,7 +62,7 @@ def test_names_ports_isolation_connect(bb) -> None:  # type: ignore[no-untyped-d
             bb("rm", "-f", *ids, check=False)
         bb("network", "rm", "app", "other", check=False)
         bb("network", "prune", "-f", check=False)
-    assert wait_until(lambda: snapshot(prefix=prefix, root=root) == before, 10)
+    assert_host_as(before, root=root, prefix=prefix)
 
 
 def _sh(url: str, secs: int = 5) -> tuple[str, ...]:

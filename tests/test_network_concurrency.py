@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from network_util import default_net_env, netnses, snapshot
+from network_util import assert_host_as, default_net_env, netnses, snapshot
 
 from pallet.network.endpoint import Endpoints
 
@@ -75,4 +75,4 @@ def test_fifty_concurrent_attach_detach(tmp_path: Path, monkeypatch: pytest.Monk
             if n.name != "bridge":
                 eps.remove(n.name)
         eps.prune()
-    assert snapshot(root=str(root)) == before
+    assert_host_as(before, root=str(root))
