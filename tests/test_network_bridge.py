@@ -189,3 +189,30 @@ def test_records_of_dead_netns_are_reaped(net: Endpoints) -> None:
         assert net.reap_stale(n, grace=0.0) == {}
     assert net.store.endpoints(n.name) == {}
     net.remove(n.name)
+
+
+def test_published_udp_port(net: Endpoints) -> None:
+    import sys
+
+    echo = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 53)); "
+            "[s.sendto(b'echo:' + d, a) for d, a in iter(lambda: s.recvfrom(100), None)]")
+    with netnses(f"pd{TAG}") as (a,):
+        att = net.attach("bridge", "u" * 64, a.path, publish=[parse_publish("127.0.0.1::53/udp")])
+        try:
+            a.spawn(sys.executable, "-c", echo)
+            (p,) = att.endpoint.ports
+            assert p.proto == "udp" and p.host_ip == "127.0.0.1"
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.settimeout(0.5)
+            got = b""
+            for _ in range(40):  # bounded: the server may not be up yet
+                c.sendto(b"ping", ("127.0.0.1", p.host_port))
+                try:
+                    got = c.recv(100)
+                    break
+                except TimeoutError:
+                    continue
+            c.close()
+            assert got == b"echo:ping"
+        finally:
+            att.reservation.close()
