@@ -50,5 +50,30 @@ step "$PALLET" rm web
 step "$PALLET" run --rm -v demo-www:/data busybox cat /data/index.html
 step "$PALLET" volume ls
 step "$PALLET" volume rm demo-www
+
+# -- version control: commit, diff, history, build with a cache (issue 4) -----------------------
+step "$PALLET" run --name work busybox sh -c 'echo v1 > /etc/motd; rm /etc/group; mkdir -p /app'
+step "$PALLET" diff work
+step "$PALLET" commit -m "add motd" -c 'CMD ["cat","/etc/motd"]' work demo/motd:1
+step "$PALLET" rm work
+step "$PALLET" run --rm demo/motd:1
+step "$PALLET" history demo/motd:1
+ctx="$demo/ctx"; mkdir -p "$ctx"
+printf 'hello from a build\n' > "$ctx/hello.txt"
+printf 'FROM busybox\nARG WHO=pallet\nCOPY hello.txt /srv/\nRUN echo "built by $WHO" >> /srv/hello.txt\nCMD ["cat","/srv/hello.txt"]\n' > "$ctx/Dockerfile"
+step "$PALLET" build -t demo/hello:1 "$ctx"
+step "$PALLET" build -t demo/hello:1 "$ctx"      # every step from the cache
+step "$PALLET" run --rm demo/hello:1
+
+# -- deployment: pallet's own registry, push, pull into a fresh store (issues 5, 6) ----------
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$PALLET" registry serve --addr "127.0.0.1:$port" --root "$demo/registry" --access-log off &
+regpid=$!
+trap 'kill $regpid 2>/dev/null; ids=$("$PALLET" ps -aq || true); [ -z "$ids" ] || "$PALLET" rm -f $ids >/dev/null 2>&1 || true; "$PALLET" network prune -f >/dev/null 2>&1 || true; rm -rf "$demo"' EXIT
+for i in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+step "$PALLET" tag demo/hello:1 "127.0.0.1:$port/demo/hello:1"
+step "$PALLET" push "127.0.0.1:$port/demo/hello:1"
+step skopeo inspect --tls-verify=false "docker://127.0.0.1:$port/demo/hello:1"
+step env PALLET_ROOT="$demo/root2" PALLET_RUNROOT="$demo/run2" "$PALLET" run --rm --network none --pull missing "127.0.0.1:$port/demo/hello:1"
 echo
 echo "demo: ok"
