@@ -23,6 +23,7 @@ import errno
 import os
 import shutil
 import stat
+from collections.abc import Callable
 
 from pallet.errors import InvalidArgument, OSFailure
 from pallet.image.filewriter import BATCH, MAX_FILE, FileWriter
@@ -69,8 +70,11 @@ def split_name(name: str) -> tuple[str, ...]:
 class Applier:
     """Extracts entries under ``root_fd`` (an open directory; the caller closes it)."""
 
-    def __init__(self, root_fd: int, *, privileged: bool | None = None) -> None:
+    def __init__(self, root_fd: int, *, privileged: bool | None = None,
+                 writeback: Callable[[int, int, int], None] | None = None) -> None:
         self.root_fd = root_fd
+        # called as writeback(fd, offset, length) while large files are written (store/durable.py)
+        self.writeback = writeback
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self._dirs: dict[tuple[str, ...], int] = {}
         self._fast: dict[str, int] = {}  # "a/b" -> the same fds as _dirs[("a", "b")]
@@ -158,6 +162,7 @@ class Applier:
         dirs = self._dirs
         open_, close, utime, fchown, fchmod = os.open, os.close, os.utime, os.fchown, os.fchmod
         copy, take = reader.copy_to, reader.take
+        wb = self.writeback
         fast = self._fast
         for e in reader:
             count += 1
@@ -216,7 +221,7 @@ class Applier:
                         continue
                     try:
                         if size:
-                            copy(fd)
+                            copy(fd, wb)
                         if priv and (e.uid != euid or e.gid != egid):
                             fchown(fd, e.uid, e.gid)
                             if mode & 0o6000:

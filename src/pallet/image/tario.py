@@ -22,6 +22,7 @@ from pallet.errors import DataCorruption, InvalidArgument
 
 BLOCK = 512
 CHUNK = 1 << 20
+KICK = 8 << 20
 
 REG, HARDLINK, SYMLINK, CHR, BLK, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _PLAIN = {"0", "1", "2", "3", "4", "5", "6"}
@@ -193,10 +194,13 @@ class TarReader:
             self._left = left
             yield memoryview(self._buf)[p:p + n]
 
-    def copy_to(self, fd: int) -> None:
-        """Write the current entry's data to ``fd`` (the fast path of ``data()``)."""
+    def copy_to(self, fd: int, writeback: Callable[[int, int, int], None] | None = None) -> None:
+        """Write the current entry's data to ``fd`` (the fast path of ``data()``). With
+        ``writeback``, call it as ``writeback(fd, offset, length)`` every KICK bytes written
+        (the store starts the disk write-out of large files while they are written)."""
         write = os.write
         left = self._left
+        done = kicked = 0
         while left:
             buf, p = self._buf, self._pos
             have = len(buf) - p
@@ -213,6 +217,11 @@ class TarReader:
             self._pos = p + n
             left -= n
             self._left = left
+            if writeback is not None:
+                done += n
+                if done - kicked >= KICK or not left:
+                    writeback(fd, kicked, done - kicked)
+                    kicked = done
 
     def take(self, n: int) -> memoryview | bytes:
         """The current entry's data (``n`` = all of it), without copying when it lies in one

@@ -1,22 +1,28 @@
 """Content-addressed blobs: ROOT/blobs/sha256/<hex>, verified while written, atomic.
 
-A blob is written to a temp file in ROOT/tmp (same filesystem), hashed as it is written,
-fsync'd, and only then renamed to its address with ``os.replace``. A digest or size mismatch,
-a read error or a crash leaves nothing at the address (a crash may leave a temp file, which
-Store.open / Store.check remove). Blobs are immutable once present.
+A blob is written to a temp file in ROOT/tmp (same filesystem), hashed as it is written, then
+renamed to its address with ``os.replace``: fsync'd first (``put``, ``commit()``), or, for
+blobs written as part of an image (``commit(lazy=True)``), marked unsynced for this boot and
+synced by the image's one ``syncfs`` (durable.py). A digest or size mismatch, a read error or a
+crash leaves nothing trusted at the address (a crash may leave a temp file, which Store.open /
+Store.check remove; a lazily written blob of an earlier boot counts as absent unless a row names
+it). Blobs are immutable once present.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from typing import BinaryIO
 
 from pallet.errors import DataCorruption, NotFound, OSFailure
 from pallet.oci.digest import Digest
+from pallet.store import durable
 from pallet.store.paths import Paths
 
 CHUNK = 1 << 20
+KICK = 8 << 20  # start writeback of a lazily written blob every this many bytes
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -36,6 +42,7 @@ class BlobWriter:
         self.hasher = hashlib.new(algorithm)
         self.algorithm = algorithm
         self.size = 0
+        self.kicked = 0  # bytes handed to writeback (start_writeback) so far
 
     def write(self, data: bytes | memoryview) -> None:
         self.hasher.update(data)
@@ -46,19 +53,25 @@ class BlobWriter:
             mv = mv[n:]
 
     def write_unhashed(self, data: bytes | memoryview) -> None:
-        """For callers that hash the same bytes themselves (set ``digest`` before commit)."""
+        """For callers that hash the same bytes themselves (set ``digest`` before commit).
+        Starts writeback every KICK bytes (the blob is synced later, with its image)."""
         self.size += len(data)
         mv = memoryview(data)
         while mv:
             n = os.write(self.fd, mv)
             mv = mv[n:]
+        if self.size - self.kicked >= KICK:
+            durable.start_writeback(self.fd, self.kicked, self.size - self.kicked)
+            self.kicked = self.size
 
     def digest(self) -> Digest:
         return Digest(self.algorithm, self.hasher.hexdigest())
 
     def commit(self, expected: Digest | None = None, size: int | None = None,
-               actual: Digest | None = None) -> Digest:
-        """Verify, fsync, rename into place. Raises DataCorruption (and aborts) on mismatch."""
+               actual: Digest | None = None, lazy: bool = False) -> Digest:
+        """Verify, fsync, rename into place. Raises DataCorruption (and aborts) on mismatch.
+        ``lazy``: no fsync; the blob is marked unsynced for this boot (durable.py) and the
+        caller's image write syncs it before naming it in a row (fsync when marking fails)."""
         try:
             got = actual or self.digest()
             if expected is not None and got != expected:
@@ -66,7 +79,9 @@ class BlobWriter:
             if size is not None and size != self.size:
                 raise DataCorruption(f"blob {got} size mismatch: expected {size} bytes, got {self.size}")
             try:
-                os.fsync(self.fd)
+                if not (lazy and durable.mark(self.fd)):
+                    lazy = False
+                    os.fsync(self.fd)
             except OSError as e:
                 raise OSFailure.from_oserror(e, "fsync blob", self.tmp) from None
             os.close(self.fd)
@@ -75,7 +90,8 @@ class BlobWriter:
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(self.tmp, 0o644)
             os.replace(self.tmp, dest)
-            fsync_dir(dest.parent)
+            if not lazy:
+                fsync_dir(dest.parent)
             return got
         except BaseException:
             self.abort()
@@ -94,9 +110,14 @@ class BlobWriter:
 class BlobStore:
     def __init__(self, paths: Paths) -> None:
         self.paths = paths
+        # set by Store: does a row name this blob? (trusts an unsynced blob of an earlier boot)
+        self.named: Callable[[Digest], bool] | None = None
 
     def has(self, d: Digest) -> bool:
-        return self.paths.blob(d).is_file()
+        """Present AND trusted (durable.py): a lazily written blob of an earlier boot that no
+        row names counts as absent (it may not have reached the disk before a crash)."""
+        named = self.named
+        return durable.trusted(self.paths.blob(d), (lambda: named(d)) if named is not None else None)
 
     def path(self, d: Digest) -> os.PathLike[str]:
         p = self.paths.blob(d)
@@ -124,7 +145,8 @@ class BlobStore:
             raise NotFound(f"blob {d} not found in the store") from None
 
     def put(self, src: bytes | BinaryIO, expected: Digest | None = None,
-            size: int | None = None) -> tuple[Digest, int]:
+            size: int | None = None, lazy: bool = False) -> tuple[Digest, int]:
+        """Store ``src`` (verified against ``expected``/``size``). ``lazy``: see BlobWriter.commit."""
         if expected is not None and self.has(expected):
             if isinstance(src, bytes | bytearray | memoryview):
                 got = Digest.of(bytes(src), expected.algorithm)
@@ -156,7 +178,7 @@ class BlobStore:
         except BaseException:
             w.abort()
             raise
-        d = w.commit(expected, size)
+        d = w.commit(expected, size, lazy=lazy)
         return d, w.size
 
     def remove(self, d: Digest) -> None:

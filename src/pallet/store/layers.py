@@ -4,21 +4,25 @@
 a blob temp file, decompresses (gzip via isal, zstd, or none: sniffed from the magic bytes) and
 hashes the tar, all in a read-ahead thread (pump.py), while the caller's thread extracts the
 tar into ROOT/tmp/st-layer-*/diff (image/apply.py). Only when the blob digest, the blob size and
-the diff-id all match is the tree synced (one syncfs) and renamed to ROOT/layers/<hex>, the blob
-renamed to its address; ``add_async`` does that publishing in a thread so it overlaps the next
-layer's extraction. Any failure removes the temp dir and temp blob: nothing is left behind.
-A per-layer flock makes a second process adding the same layer wait, then find it present.
+the diff-id all match are the blob renamed to its address and the tree renamed to
+ROOT/layers/<hex>, both WITHOUT a sync: they carry this boot's unsynced mark (durable.py) and
+``Store.write_image`` syncs once for the whole image before any row names them. Writeback of the
+blob and of large files is started while they are written, so that one sync finds little left.
+(Where xattrs are unsupported, the tree is synced before its rename, in a thread that overlaps
+the next layer's extraction: ``add_async``.) Any failure removes the temp dir and temp blob:
+nothing is left behind. A per-layer flock makes a second process adding the same layer wait,
+then find it present. A layer published in an earlier boot and never synced counts as absent
+and is replaced by the next ``add``.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -28,6 +32,7 @@ from pallet.image.base import Layer
 from pallet.image.tario import TarReader
 from pallet.oci.digest import Digest
 from pallet.oci.mediatypes import sniff_compression
+from pallet.store import durable
 from pallet.store.blobs import BlobStore, BlobWriter, fsync_dir
 from pallet.store.locks import lock_file
 from pallet.store.paths import Paths
@@ -133,24 +138,20 @@ def _decoder(tee: _Tee, kind: str) -> Any:
     return tee
 
 
-def _syncfs(path: str | os.PathLike[str]) -> None:
-    """Flush the filesystem holding ``path`` once (cheaper than fsync per extracted file)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
 class LayerStore:
-    def __init__(self, paths: Paths, blobs: BlobStore) -> None:
+    def __init__(self, paths: Paths, blobs: BlobStore, named: Callable[[Digest], bool] | None = None) -> None:
         self.paths = paths
         self.blobs = blobs
+        self.named = named  # does a row name this layer? (trusts an unsynced layer of an earlier boot)
 
     def has(self, diff_id: Digest) -> bool:
-        return os.path.isfile(self.paths.layer(diff_id) / MARKER)
+        """Present AND trusted (durable.py)."""
+        named = self.named
+        return durable.trusted(self.paths.layer(diff_id) / MARKER,
+                               (lambda: named(diff_id)) if named is not None else None)
+
+    def present(self, diff_id: Digest) -> bool:
+        return os.path.lexists(self.paths.layer(diff_id))
 
     def dir(self, diff_id: Digest) -> os.PathLike[str]:
         if not self.has(diff_id):
@@ -168,9 +169,11 @@ class LayerStore:
         return self.add_async(layer).wait()
 
     def add_async(self, layer: Layer) -> Pending:
-        """Extract now (into ROOT/tmp); publish (syncfs, blob rename, layer rename) in a thread,
-        so the disk flush of one layer overlaps the extraction of the next. ``wait()`` on the
-        result before naming the layer in any row. The layer's lock is held until published."""
+        """Extract now (into ROOT/tmp) and publish (blob rename, layer rename; unsynced, marked).
+        Without xattr support, publishing (syncfs + renames) runs in a thread, so the flush of one
+        layer overlaps the extraction of the next. ``wait()`` on the result, then sync (as
+        write_image does), before naming the layer in any row. The layer's lock is held until
+        published."""
         diff_id, digest = layer.diff_id(), layer.digest()
         if self.has(diff_id):
             self._ensure_blob(layer, digest)
@@ -181,20 +184,35 @@ class LayerStore:
                 self._ensure_blob(layer, digest)
                 os.close(lockfd)
                 return Pending(LayerInfo(diff_id, int(self.info(diff_id)["size"]), False))
-            tmp, writer, size = self._prepare(layer, diff_id, digest)
+            if self.present(diff_id):  # unsynced in an earlier boot (or broken): replace it
+                self._discard(diff_id)
+            tmp, writer, size, lazy = self._prepare(layer, diff_id, digest)
         except BaseException:
             os.close(lockfd)
             raise
+        if lazy:
+            return Pending(self._publish(tmp, writer, diff_id, digest, size, lockfd, True))
         p = Pending()
-        p.start(self._publish, tmp, writer, diff_id, digest, size, lockfd)
+        p.start(self._publish, tmp, writer, diff_id, digest, size, lockfd, False)
         return p
+
+    def _discard(self, diff_id: Digest) -> None:
+        """Remove an untrusted layer dir. Safe under the layer's lock alone: no row names it
+        (else it would be trusted), so no image or container uses it."""
+        trash = tempfile.mkdtemp(prefix="st-gone-", dir=self.paths.tmp)
+        try:
+            os.rename(self.paths.layer(diff_id), os.path.join(trash, "l"))
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
 
     def _ensure_blob(self, layer: Layer, digest: Digest) -> None:
         if not self.blobs.has(digest):
             with layer.compressed() as src:
-                self.blobs.put(src, digest, layer.size())
+                self.blobs.put(src, digest, layer.size(), lazy=True)
 
-    def _prepare(self, layer: Layer, diff_id: Digest, digest: Digest) -> tuple[str, BlobWriter | None, int]:
+    def _prepare(self, layer: Layer, diff_id: Digest,
+                 digest: Digest) -> tuple[str, BlobWriter | None, int, bool]:
         tmp = tempfile.mkdtemp(prefix="st-layer-", dir=self.paths.tmp)
         writer = None if self.blobs.has(digest) else BlobWriter(self.paths, digest.algorithm)
         try:
@@ -204,7 +222,8 @@ class LayerStore:
             with open(os.path.join(tmp, MARKER), "w") as f:
                 json.dump({"diff_id": str(diff_id), "size": size, "blob": str(digest),
                            "media_type": layer.media_type()}, f)
-            return tmp, writer, size
+                lazy = durable.mark(f.fileno())
+            return tmp, writer, size, lazy
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -212,11 +231,12 @@ class LayerStore:
             raise
 
     def _publish(self, tmp: str, writer: BlobWriter | None, diff_id: Digest, digest: Digest, size: int,
-                 lockfd: int) -> LayerInfo:
+                 lockfd: int, lazy: bool) -> LayerInfo:
         try:
-            _syncfs(tmp)  # the tree and the blob reach the disk BEFORE either is named
+            if not lazy:
+                durable.syncfs(tmp)  # unmarked: the tree and the blob reach the disk BEFORE either is named
             if writer is not None:
-                writer.commit(digest, actual=digest)
+                writer.commit(digest, actual=digest, lazy=lazy)
                 writer = None
             dest = self.paths.layer(diff_id)
             try:
@@ -226,7 +246,8 @@ class LayerStore:
                     raise OSFailure.from_oserror(e, "rename layer", str(dest)) from None
                 shutil.rmtree(tmp, ignore_errors=True)  # someone else finished it first
                 return LayerInfo(diff_id, size, False)
-            fsync_dir(self.paths.layers)
+            if not lazy:
+                fsync_dir(self.paths.layers)
             return LayerInfo(diff_id, size, True)
         except BaseException:
             if writer is not None:
@@ -267,7 +288,7 @@ class LayerStore:
 
         pump = Pump(produce)
         root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        applier = Applier(root_fd)
+        applier = Applier(root_fd, writeback=durable.start_writeback)
         try:
             reader = TarReader(pump.read)
             applier.apply(reader)

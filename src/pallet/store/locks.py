@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
 class FileLock:
-    """A re-entrant (per object) shared/exclusive flock on one file."""
+    """A re-entrant (per object) shared/exclusive flock on one file. Thread-safe: pull adds
+    layers from several threads through one Store (the depth count must not lose updates)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = -1
         self._depth = 0
         self._mode = 0
+        self._mu = threading.Lock()
 
     def _open(self) -> int:
         if self._fd < 0:
@@ -35,6 +38,10 @@ class FileLock:
         return self._fd
 
     def acquire(self, exclusive: bool, blocking: bool = True) -> bool:
+        with self._mu:
+            return self._acquire(exclusive, blocking)
+
+    def _acquire(self, exclusive: bool, blocking: bool) -> bool:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         if self._depth and (self._mode == fcntl.LOCK_EX or mode == self._mode):
             self._depth += 1
@@ -51,10 +58,11 @@ class FileLock:
         return True
 
     def release(self) -> None:
-        self._depth -= 1
-        if self._depth == 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._mode = 0
+        with self._mu:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._mode = 0
 
     @property
     def held(self) -> bool:
@@ -77,10 +85,11 @@ class FileLock:
             self.release()
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            self._depth = 0
+        with self._mu:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+                self._depth = 0
 
 
 def lock_file(path: Path) -> int:

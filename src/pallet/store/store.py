@@ -3,7 +3,9 @@
 Concurrency: any number of pallet processes may use one ROOT at once. Writers hold the store
 lock shared, removers hold it exclusive (locks.py); SQLite (WAL, busy_timeout) serialises rows.
 Crash safety: blobs and layers appear by atomic rename only; rows are written in one transaction
-after the content they name is in place; a failed write_image removes what it alone created.
+after the content they name is in place AND synced (write_image: one syncfs per image, see
+durable.py for why an unsynced layer can never be reused after a crash); a failed write_image
+removes what it alone created.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pallet.image.base import Image, Layer
 from pallet.oci.digest import Digest, is_hex_id
 from pallet.oci.manifest import Descriptor
 from pallet.oci.reference import Reference
-from pallet.store import gc
+from pallet.store import durable, gc
 from pallet.store.blobs import BlobStore
 from pallet.store.db import Database
 from pallet.store.locks import FileLock
@@ -59,6 +61,7 @@ class Store:
         self.blobs = BlobStore(paths)
         self._layers: Any = None
         self.db = Database(paths.db)
+        self.blobs.named = self._blob_named
         gc.clean_tmp(self, blocking=False)
 
     @classmethod
@@ -80,8 +83,16 @@ class Store:
         if self._layers is None:  # lazy: the extractor is not needed to read the store
             from pallet.store.layers import LayerStore
 
-            self._layers = LayerStore(self.paths, self.blobs)
+            self._layers = LayerStore(self.paths, self.blobs, self._layer_named)
         return self._layers
+
+    def _layer_named(self, diff_id: Digest) -> bool:
+        return bool(self.db.query("SELECT 1 FROM layers WHERE diff_id=?", (str(diff_id),)))
+
+    def _blob_named(self, d: Digest) -> bool:
+        k = str(d)
+        return bool(self.db.query("SELECT 1 FROM images WHERE id=? OR manifest_digest=? UNION ALL "
+                                  "SELECT 1 FROM image_layers WHERE blob_digest=? LIMIT 1", (k, k, k)))
 
     # -- blobs ------------------------------------------------------------------------------
     def has_blob(self, d: Digest) -> bool:
@@ -100,7 +111,8 @@ class Store:
 
     # -- layers -----------------------------------------------------------------------------
     def has_layer(self, diff_id: Digest) -> bool:
-        return (self.paths.layer(diff_id) / "layer.json").is_file()
+        """Present and trusted (durable.py: an unsynced layer of an earlier boot is not)."""
+        return durable.trusted(self.paths.layer(diff_id) / "layer.json", lambda: self._layer_named(diff_id))
 
     def layer_dir(self, diff_id: Digest) -> Path:
         if not self.has_layer(diff_id):
@@ -154,12 +166,15 @@ class Store:
         for kind, data in (("blob", raw_config), ("blob", raw_manifest)):
             d = Digest.of(data)
             if not self.blobs.has(d):
-                self.blobs.put(data, d)
+                self.blobs.put(data, d, lazy=True)
                 created.append((kind, d))
         sizes = self._add_layers(layers, diff_ids, created)
         descs = list(manifest.layers)
         if len(descs) != len(layers):
             raise DataCorruption(f"image {image_id}: manifest lists {len(descs)} layers, expected {len(layers)}")
+        self._make_durable([self.paths.blob(image_id), self.paths.blob(mdigest)]
+                           + [self.paths.blob(desc.digest) for desc in descs]
+                           + [self.paths.layer(d) / "layer.json" for d in diff_ids])
         with self.db.write() as c:
             if not c.execute("SELECT 1 FROM images WHERE id=?", (str(image_id),)).fetchone():
                 created.clear()  # referenced by the rows below: nothing to roll back
@@ -173,6 +188,24 @@ class Store:
                     c.execute("UPDATE layers SET refcount=refcount+1 WHERE diff_id=?", (str(d),))
             self._names(c, image_id, tags, repo_digests)
         return self.get_image(image_id)
+
+    def _make_durable(self, paths: list[Path]) -> None:
+        """ONE syncfs when any of ``paths`` (the image's blobs and layer markers) is marked
+        unsynced, then the marks go: every byte the rows will name is on disk first. The marks
+        are cleared only after a sync that began after the content was complete, so a mark
+        cleared by another writer's sync is just as durable."""
+        marked = []
+        for p in paths:
+            try:
+                if durable.state(p) is not None:
+                    marked.append(p)
+            except OSError:
+                pass
+        if not marked:
+            return
+        durable.syncfs(self.paths.root)
+        for p in marked:
+            durable.clear(p)
 
     def _add_layers(self, layers: list[Layer], diff_ids: list[Digest], created: list[tuple[str, Digest]]) -> list[int]:
         """Extract each layer in turn; each one's publication (sync + rename) overlaps the
