@@ -1,69 +1,108 @@
 """``pallet create``, ``run``, ``start``: docker's flags, parsed here, validated in the engine."""
 from __future__ import annotations
 
-import argparse
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and argparse: not on the run path (pallet.cli.fastargs)
+    import argparse
+    from typing import Any
 
-from pallet.cli.fastfmt import FastFormatter
+
+# The flags of create/run, declared once: argparse is built from this table (``add_parser``)
+# and so is the fast path of ``pallet run`` (``pallet.cli.fastargs``): they cannot drift.
+# (option strings, kind, default, choices); kind: "flag" store_true, "one" store, "many" append.
+CREATE_FLAGS: tuple[tuple, ...] = (
+    (("--name",), "one", None, None),
+    (("-e", "--env"), "many", None, None),
+    (("--env-file",), "many", None, None),
+    (("-w", "--workdir"), "one", None, None),
+    (("-u", "--user"), "one", None, None),
+    (("--entrypoint",), "one", None, None),
+    (("-h", "--hostname"), "one", None, None),
+    (("--init",), "flag", None, None),
+    (("--restart",), "one", None, None),
+    (("--rm",), "flag", None, None),
+    (("--stop-signal",), "one", None, None),
+    (("--stop-timeout",), "one", None, None),
+    (("-l", "--label"), "many", None, None),
+    (("-m", "--memory"), "one", None, None),
+    (("--memory-swap",), "one", None, None),
+    (("--cpus",), "one", None, None),
+    (("-c", "--cpu-shares"), "one", None, None),
+    (("--pids-limit",), "one", None, None),
+    (("--cap-add",), "many", None, None),
+    (("--cap-drop",), "many", None, None),
+    (("--privileged",), "flag", None, None),
+    (("--security-opt",), "many", None, None),
+    (("--read-only",), "flag", None, None),
+    (("--tmpfs",), "many", None, None),
+    (("-v", "--volume"), "many", None, None),
+    (("--mount",), "many", None, None),
+    (("--volumes-from",), "many", None, None),
+    (("--runtime",), "one", "pallet", None),
+    (("--network", "--net"), "one", None, None),
+    (("--network-alias",), "many", None, None),
+    (("-p", "--publish"), "many", None, None),
+    (("-P", "--publish-all"), "flag", None, None),
+    (("--dns",), "many", None, None),
+    (("--add-host",), "many", None, None),
+    (("--pull",), "one", "missing", ("always", "missing", "never")),
+    (("-i", "--interactive"), "flag", None, None),
+    (("-t", "--tty"), "flag", None, None),
+)
+RUN_FLAGS: tuple[tuple, ...] = ((("-d", "--detach"), "flag", None, None), *CREATE_FLAGS)
 
 
-def _add_create_flags(p: argparse.ArgumentParser) -> None:
-    a = p.add_argument
-    a("--help", action="help", help="show this help message and exit")
-    a("--name")
-    a("-e", "--env", action="append", default=[])
-    a("--env-file", action="append", default=[])
-    a("-w", "--workdir")
-    a("-u", "--user")
-    a("--entrypoint")
-    a("-h", "--hostname")
-    a("--init", action="store_true")
-    a("--restart")
-    a("--rm", action="store_true")
-    a("--stop-signal")
-    a("--stop-timeout")
-    a("-l", "--label", action="append", default=[])
-    a("-m", "--memory")
-    a("--memory-swap")
-    a("--cpus")
-    a("-c", "--cpu-shares")
-    a("--pids-limit")
-    a("--cap-add", action="append", default=[])
-    a("--cap-drop", action="append", default=[])
-    a("--privileged", action="store_true")
-    a("--security-opt", action="append", default=[])
-    a("--read-only", action="store_true")
-    a("--tmpfs", action="append", default=[])
-    a("-v", "--volume", action="append", default=[])
-    a("--mount", action="append", default=[])
-    a("--volumes-from", action="append", default=[])
-    a("--runtime", default="pallet")
-    a("--network", "--net")
-    a("--network-alias", action="append", default=[])
-    a("-p", "--publish", action="append", default=[])
-    a("-P", "--publish-all", action="store_true")
-    a("--dns", action="append", default=[])
-    a("--add-host", action="append", default=[])
-    a("--pull", choices=["always", "missing", "never"], default="missing")
-    a("-i", "--interactive", action="store_true")
-    a("-t", "--tty", action="store_true")
-    a("image")
-    a("command", nargs=argparse.REMAINDER)
+def add_flags(p: Any, flags: tuple[tuple, ...]) -> None:
+    """Register a flag table with argparse (the same table ``pallet.cli.fastargs`` reads)."""
+    for names, kind, default, choices in flags:
+        if kind == "flag":
+            p.add_argument(*names, action="store_true")
+        elif kind == "many":
+            p.add_argument(*names, action="append", default=[])
+        elif choices is not None:
+            p.add_argument(*names, default=default, choices=list(choices))
+        else:
+            p.add_argument(*names, default=default)
+
+
+def _add_create_flags(p: Any, flags: tuple[tuple, ...]) -> None:
+    p.add_argument("--help", action="help", help="show this help message and exit")
+    add_flags(p, flags)
+    p.add_argument("image")
+    p.add_argument("command", nargs="...")  # argparse.REMAINDER
+
+
+def func_of(verb: str) -> Any:
+    return {"create": _create_func, "run": _run_func, "start": _start_func}[verb]
+
+
+def _create_func(g: Any, ns: Any) -> int:
+    return _create(g, ns)
+
+
+def _run_func(g: Any, ns: Any) -> int:
+    return _run(g, ns)
+
+
+def _start_func(g: Any, ns: Any) -> int:
+    return _start(g, ns)
 
 
 def add_parser(sub: Any) -> None:
+    from pallet.cli.fastfmt import FastFormatter
+
     p = sub.add_parser("create", help="create a container", add_help=False, formatter_class=FastFormatter)
-    _add_create_flags(p)
-    p.set_defaults(func=lambda g, ns: _create(g, ns))
+    _add_create_flags(p, CREATE_FLAGS)
+    p.set_defaults(func=_create_func)
     p = sub.add_parser("run", help="create and start a container", add_help=False, formatter_class=FastFormatter)
     p.add_argument("-d", "--detach", action="store_true")
-    _add_create_flags(p)
-    p.set_defaults(func=lambda g, ns: _run(g, ns))
+    _add_create_flags(p, CREATE_FLAGS)
+    p.set_defaults(func=_run_func)
     p = sub.add_parser("start", help="start one or more stopped containers", formatter_class=FastFormatter)
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("containers", nargs="+")
-    p.set_defaults(func=lambda g, ns: _start(g, ns))
+    p.set_defaults(func=_start_func)
 
 
 def options(ns: argparse.Namespace) -> Any:

@@ -1,24 +1,36 @@
 """``pallet exec`` and ``pallet attach``."""
 from __future__ import annotations
 
-import argparse
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing and argparse: not on the exec path (pallet.cli.fastargs)
+    import argparse
+    from typing import Any
 
-from pallet.cli.fastfmt import FastFormatter
+# exec's flags, declared once for argparse and the fast path (see container_cmd.CREATE_FLAGS)
+EXEC_FLAGS: tuple[tuple, ...] = (
+    (("-i", "--interactive"), "flag", None, None),
+    (("-t", "--tty"), "flag", None, None),
+    (("-d", "--detach"), "flag", None, None),
+    (("-e", "--env"), "many", None, None),
+    (("--env-file",), "many", None, None),
+    (("-u", "--user"), "one", None, None),
+    (("-w", "--workdir"), "one", None, None),
+    (("--privileged",), "flag", None, None),
+)
+
+
+def func_of(verb: str) -> Any:
+    return {"exec": _exec, "attach": _attach}[verb]
 
 
 def add_parser(sub: Any) -> None:
+    from pallet.cli.container_cmd import add_flags
+    from pallet.cli.fastfmt import FastFormatter
+
     p = sub.add_parser("exec", help="run a command in a running container", formatter_class=FastFormatter)
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-d", "--detach", action="store_true")
-    p.add_argument("-e", "--env", action="append", default=[])
-    p.add_argument("--env-file", action="append", default=[])
-    p.add_argument("-u", "--user")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("--privileged", action="store_true")
+    add_flags(p, EXEC_FLAGS)
     p.add_argument("container")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("command", nargs="...")  # argparse.REMAINDER
     p.set_defaults(func=_exec)
     p = sub.add_parser("attach", help="attach to a running container's output (and input)", formatter_class=FastFormatter)
     p.add_argument("--no-stdin", action="store_true")

@@ -7,10 +7,13 @@ module of the verb being run is imported, so ``pallet run`` stays light.
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # argparse and typing are imported only when argparse parses (not on run/exec's fast path)
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
 
 # verb -> module under pallet.cli. Several verbs may share a module. Aliases that docker
 # has (``image ls`` == ``images``) are handled by the group modules.
@@ -36,40 +39,55 @@ VERBS: dict[str, str] = {
 }
 
 
+FAST_VERBS = ("run", "create", "exec")
+_fast_done = False
+
+
 class Globals:
     """Options every verb sees (podman's names): where the store and the run state live."""
 
-    def __init__(self, ns: argparse.Namespace) -> None:
+    def __init__(self, ns: Any) -> None:
         self.root: str = ns.root
         self.runroot: str = ns.runroot
         self.log_level: str = ns.log_level
 
 
 def _global_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from pallet.cli.fastargs import LOG_LEVELS, global_defaults
+
+    d = global_defaults()
     p = argparse.ArgumentParser(prog="pallet", description="pallet: containers, images, registries",
                                 allow_abbrev=False)
-    p.add_argument("--root", default=os.environ.get("PALLET_ROOT", "/var/lib/pallet"),
+    p.add_argument("--root", default=d["root"],
                    help="storage root (env PALLET_ROOT, default /var/lib/pallet)")
-    p.add_argument("--runroot", default=os.environ.get("PALLET_RUNROOT", "/run/pallet"),
+    p.add_argument("--runroot", default=d["runroot"],
                    help="run-state root (env PALLET_RUNROOT, default /run/pallet)")
-    p.add_argument("--log-level", default=os.environ.get("PALLET_LOG_LEVEL", "warning"),
-                   choices=["debug", "info", "warning", "error"], help="log verbosity")
+    p.add_argument("--log-level", default=d["log_level"],
+                   choices=list(LOG_LEVELS), help="log verbosity")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad usage; docker exits 125. Keep the message on one line."""
+def _parser_class() -> type:
+    import argparse
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
-        sys.stderr.write(f"pallet: {message}\nSee '{self.prog} --help'.\n")
-        raise SystemExit(125)
+    class _Parser(argparse.ArgumentParser):
+        """argparse exits 2 on bad usage; docker exits 125. Keep the message on one line."""
+
+        def error(self, message: str) -> Any:  # type: ignore[override]
+            sys.stderr.write(f"pallet: {message}\nSee '{self.prog} --help'.\n")
+            raise SystemExit(125)
+
+    return _Parser
 
 
 def build_parser(verb: str | None) -> argparse.ArgumentParser:
     p = _global_parser()
-    p.__class__ = _Parser
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    parser_class = _parser_class()
+    p.__class__ = parser_class
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
     if verb is not None and verb in VERBS:
         _load(VERBS[verb]).add_parser(sub)
     else:
@@ -103,6 +121,17 @@ def _find_verb(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = _find_verb(argv)
+    if verb in FAST_VERBS:  # no argparse for the common forms of run/create/exec (pallet.cli.fastargs)
+        from pallet.cli.fastargs import parse
+
+        fast = parse(argv)
+        if fast is not None and fast.log_level == "warning":
+            import gc
+
+            global _fast_done
+            gc.disable()  # a short-lived command: the cyclic GC only costs (the runtime's CLI does the same)
+            _fast_done = True
+            return run_func(fast.func, Globals(fast), fast)
     parser = build_parser(verb)
     ns = parser.parse_args(argv)
     if ns.version:
@@ -143,7 +172,17 @@ def run_func(func: Callable[[Globals, argparse.Namespace], int | None], g: Globa
 
 
 def entry() -> None:
-    sys.exit(main())
+    rc = main()
+    if _fast_done:  # a fast-path run/exec: skip the interpreter's tear-down (nothing left to do)
+        import os
+
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        os._exit(rc & 0xFF)
+    sys.exit(rc)
 
 
 if __name__ == "__main__":
