@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
-import selectors
 import struct
-from typing import Any
 
 from pallet.engine.containers import Container
 from pallet.errors import Conflict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing imports re: not on exec's path
+    from typing import Any
 
 
 def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
@@ -24,6 +26,8 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
     tty = bool(reply.get("tty"))
     cur = s.get(c.id)
     code = 0
+    import selectors
+
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     if stdin:

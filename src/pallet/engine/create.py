@@ -8,12 +8,15 @@ parsed and validated here (``pallet.engine.units``) before the first write.
 from __future__ import annotations
 
 import os
-import sqlite3
-from typing import Any
 
 from pallet.engine import containers, mounts, names, units
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import Conflict, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
+    from typing import Any
 
 
 class CreateOptions:

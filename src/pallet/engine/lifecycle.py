@@ -5,17 +5,20 @@ Waiting for a process that is not our child uses a pidfd (``pidfd_open`` + poll)
 """
 from __future__ import annotations
 
+import _signal as signal  # not `signal`: its enums import enum (~3 ms); same functions, int handlers
 import os
 import select
-import signal
-import sqlite3
 import time
-from collections.abc import Callable
-from typing import Any
 
 from pallet.engine import containers, rt, state, units
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import Conflict
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
+    from collections.abc import Callable
+    from typing import Any
 
 DEFAULT_STOP_TIMEOUT = 10
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 
 from pallet.engine.containers import now
 from pallet.errors import PalletError
 from pallet.runtime import jsonlite as json  # not `json`: it imports re and enum (~3 ms)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    from collections.abc import Callable, Iterator
 
 MAX_PARTIAL = 16 * 1024
 

@@ -8,10 +8,13 @@ created so a failed create can remove them again (nothing left behind).
 from __future__ import annotations
 
 import os
-import sqlite3
-from typing import Any
 
 from pallet.errors import InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
+    from typing import Any
 
 
 def _check_dst(dst: str, what: str) -> str:

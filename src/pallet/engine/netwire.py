@@ -7,18 +7,24 @@ netns by path; ``bridge`` or a user network: an empty netns bind-mounted on a fi
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import Conflict, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    from typing import Any
 
 BUILTIN = ("none", "host")
 
 
-class Wired(NamedTuple):
-    netns: str | None
-    keep: Any
-    info: dict[str, Any]
+class Wired:
+    """(netns path or None, port reservation to keep open, network info). A plain class:
+    ``typing.NamedTuple`` would import typing (and re) on the run path."""
+
+    __slots__ = ("netns", "keep", "info")
+
+    def __init__(self, netns: str | None, keep: Any, info: dict[str, Any]) -> None:
+        self.netns, self.keep, self.info = netns, keep, info
 
 
 def default_network() -> str:

@@ -8,11 +8,14 @@ inside the container's mount namespace, so nothing is mounted on the host. Runti
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from pallet.engine.containers import Container, Dirs
 from pallet.engine.stdio import Stdio, copy_winsize
 from pallet.errors import NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    from typing import Any
 
 
 def _root(dirs: Dirs) -> str:

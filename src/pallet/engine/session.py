@@ -6,14 +6,15 @@ reconcile the rows they return (a waiter that died is noticed by the next comman
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from pallet.engine import containers, db, lifecycle, rt, state
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import PalletError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
+    from typing import Any
 
 
 class Session:
@@ -145,17 +146,30 @@ class Session:
                 return c.exit_code
 
 
-@contextmanager
-def _null() -> Iterator[None]:
-    yield
+class _null:  # noqa: N801 - a do-nothing context manager (contextlib imports collections, functools: ~4 ms)
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
-@contextmanager
-def open(g: Any) -> Iterator[Session]:  # noqa: A001 - the module's verb
-    from pallet.engine.lightstore import LightStore
+class open:  # noqa: N801, A001 - the module's verb: ``with session.open(g) as s:`` (a class, not contextlib)
+    """The store (cheap) and a Session on it; the store is closed on the way out."""
 
-    st = LightStore(g.root, g.runroot)
-    try:
-        yield Session(st)
-    finally:
-        st.close()
+    def __init__(self, g: Any) -> None:
+        self.g = g
+        self.st: Any = None
+
+    def __enter__(self) -> Session:
+        from pallet.engine.lightstore import LightStore
+
+        self.st = LightStore(self.g.root, self.g.runroot)
+        try:
+            return Session(self.st)
+        except BaseException:
+            self.st.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.st.close()

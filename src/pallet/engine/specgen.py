@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from pallet.engine.containers import Container, Dirs
 from pallet.errors import InvalidArgument, Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    from typing import Any
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init")
 INIT_PATH = "/sbin/docker-init"

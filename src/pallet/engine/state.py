@@ -13,11 +13,14 @@ both win. ``reconcile`` repairs rows whose waiter died (monitor killed, CLI SIGK
 from __future__ import annotations
 
 import os
-import sqlite3
 
 from pallet.engine.containers import Container, now
 from pallet.errors import Conflict
 from pallet.runtime import jsonlite as json  # not `json`: it imports re and enum (~3 ms)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
 
 ALLOWED: dict[str, tuple[str, ...]] = {
     "running": ("created", "exited", "restarting", "running"),

@@ -5,13 +5,12 @@ line and nothing has been created yet (options are validated before any state is
 """
 from __future__ import annotations
 
+import _signal  # not `signal`: its enums import enum (~3 ms); Signals only where names are printed
 import os
-import re
-import signal as _signal
 
 from pallet.errors import InvalidArgument
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$", re.I)
+_SIZE_PATTERN = r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$"  # compiled on first use: ``re`` is not on run's path
 _MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 # Linux capabilities by number (capability.h); docker accepts them with or without CAP_.
@@ -26,7 +25,9 @@ CAPS = (
 
 def parse_bytes(flag: str, value: str) -> int:
     """docker's RAMInBytes: ``512m``, ``1g``, ``1.5GiB``, plain bytes."""
-    m = _SIZE_RE.match(value.strip())
+    import re
+
+    m = re.match(_SIZE_PATTERN, value.strip(), re.I)
     if not m:
         raise InvalidArgument(f"invalid argument {value!r} for \"{flag}\" flag: invalid size: {value!r}")
     return int(float(m.group(1)) * _MULT[m.group(2).lower()])
@@ -92,15 +93,18 @@ def parse_signal(flag: str, value: str) -> int:
         name = v if v.startswith("SIG") else "SIG" + v
         if name.startswith("SIGRTMIN+") and name[9:].isdigit():
             return int(_signal.SIGRTMIN) + int(name[9:])
-        sig = getattr(_signal.Signals, name, None) if name in _signal.Signals.__members__ else None
-        if sig is not None:
+        # signal.Signals' members: _signal's upper-case SIG* names except SIG_DFL/SIG_IGN/SIG_BLOCK...
+        sig = getattr(_signal, name, None) if name.isupper() and not name.startswith("SIG_") else None
+        if isinstance(sig, int):
             return int(sig)
     raise InvalidArgument(f"invalid signal: {value}")
 
 
 def signal_name(n: int) -> str:
     try:
-        return _signal.Signals(n).name
+        import signal
+
+        return signal.Signals(n).name
     except ValueError:
         return str(n)
 

@@ -8,11 +8,13 @@ twice ``--memory``; ``--cpus`` becomes a CFS quota over a 100 ms period).
 """
 from __future__ import annotations
 
-from typing import Any
-
 from pallet.errors import InvalidArgument
 from pallet.runtime import seccomp as _seccomp
 from pallet.runtime.linux import caps as _caps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    from typing import Any
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
