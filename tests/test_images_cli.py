@@ -236,3 +236,35 @@ def test_images_before_since(pallet, busybox_tar: Path) -> None:
     # newest first
     assert pallet("images", "--format", "{{.Repository}}").out.split() == ["new", "old"]
     assert "missing" in pallet.fail("images", "-f", "since=missing:1").err
+
+
+def test_system_df_counts_containers_and_volumes(pallet, busybox_tar: Path) -> None:
+    """docker's figures: a stopped container's writable layer and an unused volume are reclaimable."""
+    _import(pallet, busybox_tar, "bb:1")
+    pallet("run", "--name", "dfc", "--network", "none", "-v", "dfvol:/data", "bb:1", "sh", "-c",
+           "head -c 1000000 /dev/zero > /data/f; head -c 500000 /dev/zero > /big")
+    try:
+        rows = {r["Type"]: r for r in map(json.loads, pallet("system", "df", "--format", "json").out.splitlines())}
+        assert rows["Images"]["TotalCount"] == "1" and rows["Images"]["Active"] == "1"
+        c, v = rows["Containers"], rows["Local Volumes"]
+        assert (c["TotalCount"], c["Active"], c["Size"], c["Reclaimable"]) == ("1", "0", "500kB", "500kB (100%)")
+        assert (v["TotalCount"], v["Active"], v["Size"], v["Reclaimable"]) == ("1", "1", "1MB", "0B (0%)")
+    finally:
+        pallet("rm", "dfc")
+    df = pallet("system", "df").out.splitlines()
+    assert df[2].split() == ["Containers", "0", "0", "0B", "0B"]
+    assert df[3].split() == ["Local", "Volumes", "1", "0", "1MB", "1MB", "(100%)"]
+
+
+def test_global_root_options(pallet, busybox_tar: Path, tmp_path: Path) -> None:
+    """--root/--runroot (podman's names) win over PALLET_ROOT/PALLET_RUNROOT; --log-level is checked."""
+    root, run = tmp_path / "flag-root", tmp_path / "flag-run"
+    g = ["--root", str(root), f"--runroot={run}", "--log-level", "debug"]
+    iid = pallet(*g, "import", str(busybox_tar), "bb:1").out.strip()
+    assert (root / "db.sqlite").is_file() and (root / "layers").is_dir()
+    assert pallet(*g, "images", "-q", "--no-trunc").out.split() == [iid]
+    assert pallet("images", "-q").out.strip() == ""  # the env's root (the fixture's) is untouched
+    info = json.loads(pallet(*g, "info", "--format", "json").out)
+    assert info["DockerRootDir"] == str(root) and info["RunRoot"] == str(run)
+    r = pallet.fail("--log-level", "loud", "images")
+    assert r.rc == 125 and "invalid choice" in r.err
