@@ -210,3 +210,45 @@ def test_sigkill_during_load(pallet, tmp_path: Path) -> None:
     assert pallet("load", "-i", str(arch)).out.strip() == "Loaded image: big:1"
     assert "store ok" in pallet("system", "check").out
     assert not any((pallet.root / "tmp").iterdir())
+
+
+def test_malicious_layer_through_the_cli(seeded, tmp_path: Path) -> None:
+    """The store's malicious-tar corpus (test_store_malicious) end to end: import and load of a tar
+    that climbs out with '..' or through a symlink fail in one line and change nothing."""
+    pallet = seeded
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    climb = tmp_path / "climb.tar"
+    with tarfile.open(climb, "w") as tf:
+        _add(tf, "ok", b"fine")
+        _add(tf, "../../outside/evil", b"evil")
+    via_link = tmp_path / "via-link.tar"
+    with tarfile.open(via_link, "w") as tf:
+        ti = tarfile.TarInfo("l")
+        ti.type, ti.linkname = tarfile.SYMTYPE, str(outside)
+        tf.addfile(ti)
+        _add(tf, "l/evil", b"evil")
+    _fails_cleanly(pallet, "import", str(climb), "evil:1", expect="'..'")
+    _fails_cleanly(pallet, "import", str(via_link), "evil:1", expect="symlink")
+    _fails_cleanly(pallet, "load", "-i", str(docker_archive(tmp_path / "evil-arch.tar", via_link)), expect="symlink")
+    assert list(outside.iterdir()) == []
+
+
+def test_full_disk_through_the_cli(pallet, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], check=True)
+    try:
+        layer = tmp_path / "big-layer.tar"
+        with tarfile.open(layer, "w") as tf:
+            _add(tf, "rand", os.urandom(3_000_000))
+        arch = docker_archive(tmp_path / "big.tar", layer)
+        env = dict(pallet.env, PALLET_ROOT=str(small / "root"))
+        assert subprocess.run(pallet.argv("images"), env=env, capture_output=True, timeout=60).returncode == 0
+        before = snapshot(small / "root")
+        p = subprocess.run(pallet.argv("load", "-i", str(arch)), env=env, capture_output=True, timeout=60)
+        err = p.stderr.decode()
+        assert p.returncode != 0 and err.count("\n") == 1 and "No space left on device" in err, err
+        assert snapshot(small / "root") == before
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
