@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def test_images_quiet_filters_format(pallet, busybox_tar: Path) -> None:
     assert sorted(refs) == ["bb:1", "example.com/team/bb:2"]
     j = [json.loads(x) for x in pallet("images", "--format", "json").out.splitlines()]
     assert {x["Repository"] for x in j} == {"bb", "example.com/team/bb"} and j[0]["ID"] == iid[7:19]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000 UTC", j[0]["CreatedAt"])  # Go's time.String()
     assert pallet("images", "--filter", "reference=bb").out.count("\n") == 2
     assert pallet("images", "--filter", "reference=example.com/*/*").out.count("\n") == 2
     assert pallet("images", "-f", "label=tier=base", "-q").out.split() == [iid[7:19]]
@@ -110,6 +112,8 @@ def test_history(pallet, busybox_tar: Path) -> None:
     assert pallet("history", "-q", "--no-trunc", "bb:1").out.split() == [iid]
     raw = pallet("history", "-H=false", "--format", "{{.Size}}", "bb:1").out.strip()
     assert int(raw) > 1_000_000
+    at = json.loads(pallet("history", "--format", "json", "bb:1").out)["CreatedAt"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", at)  # RFC 3339, as docker history
 
 
 def test_prune_df_check_version_info(pallet, busybox_tar: Path) -> None:

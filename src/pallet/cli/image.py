@@ -136,7 +136,8 @@ def _images(g: Any, ns: argparse.Namespace) -> int:
                 seen.append(i)
         _out("\n".join(seen))
         return 0
-    objs = [{"Containers": "N/A", "CreatedAt": r.rec.created, "CreatedSince": ago(r.created),
+    objs = [{"Containers": "N/A", "CreatedAt": _stamp(r.created, "%Y-%m-%d %H:%M:%S +0000 UTC"),
+             "CreatedSince": ago(r.created),
              "Digest": r.digest, "ID": str(r.rec.id) if ns.no_trunc else r.rec.id.short,
              "Repository": r.repository, "SharedSize": "N/A", "Size": human_size(r.rec.size),
              "Tag": r.tag, "UniqueSize": "N/A", "VirtualSize": human_size(r.rec.size)} for r in rows]
@@ -210,8 +211,9 @@ def _history(g: Any, ns: argparse.Namespace) -> int:
         by = h["CreatedBy"]
         if not ns.no_trunc and len(by) > 45:
             by = by[:44] + "…"
-        objs.append({"ID": i, "CreatedSince": ago(parse_time(h["Created"])) if ns.human else h["Created"],
-                     "CreatedAt": h["Created"], "CreatedBy": by,
+        at = _stamp(parse_time(h["Created"]), "%Y-%m-%dT%H:%M:%SZ")
+        objs.append({"ID": i, "CreatedSince": ago(parse_time(h["Created"])) if ns.human else at,
+                     "CreatedAt": at, "CreatedBy": by,
                      "Size": human_size(h["Size"]) if ns.human else str(h["Size"]), "Comment": h["Comment"]})
     if ns.quiet:
         _out("\n".join(o["ID"] for o in objs))
@@ -268,6 +270,13 @@ def _prune(g: Any, ns: argparse.Namespace) -> int:
         _out("Deleted Images:\n" + "\n".join(lines) + "\n")
     _out(f"Total reclaimed space: {human_size(freed)}")
     return 0
+
+
+def _stamp(epoch: float, layout: str) -> str:
+    """docker's CreatedAt: ``images`` prints Go's time.String(), ``history`` RFC 3339 (both in UTC here)."""
+    import time
+
+    return time.strftime(layout, time.gmtime(epoch))
 
 
 def _out(text: str) -> None:
