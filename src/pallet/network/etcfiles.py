@@ -48,15 +48,17 @@ def hostname_content(hostname: str) -> str:
 def hosts_content(hostname: str, ip: str | None, extra: Iterable[tuple[str, str]] = (),
                   peers: Iterable[tuple[str, Iterable[str]]] = ()) -> str:
     """docker's /etc/hosts: localhost lines, --add-host lines, then "IP HOSTNAME" (when the
-    container has an address), then pallet's peers section (empty until peers exist)."""
+    container has an address), then pallet's peers section (only while there are peers: on the
+    default bridge or none the file is byte for byte docker's)."""
     text = _BASE + "".join(f"{addr}\t{name}\n" for name, addr in extra)
     if ip:
         text += f"{ip}\t{hostname}\n"
-    return text + MARKER + _peer_lines(peers)
+    return text + _peer_lines(peers)
 
 
 def _peer_lines(peers: Iterable[tuple[str, Iterable[str]]]) -> str:
-    return "".join(f"{ip}\t{' '.join(names)}\n" for ip, names in peers)
+    lines = "".join(f"{ip}\t{' '.join(names)}\n" for ip, names in peers)
+    return MARKER + lines if lines else ""
 
 
 def rewrite_peers(path: str, peers: Iterable[tuple[str, Iterable[str]]]) -> None:
@@ -68,7 +70,7 @@ def rewrite_peers(path: str, peers: Iterable[tuple[str, Iterable[str]]]) -> None
     with os.fdopen(fd, "r+") as f:
         text = f.read()
         head = text.split(MARKER, 1)[0] if MARKER in text else text
-        new = head + MARKER + _peer_lines(peers)
+        new = head + _peer_lines(peers)
         if new != text:
             f.seek(0)
             f.write(new)
