@@ -9,18 +9,38 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
-    p.add_argument("context", metavar="CONTEXT|-", help="context directory, or - (a tar or a Dockerfile on stdin)")
+    p.add_argument("context", metavar="CONTEXT|-", nargs="?",
+                   help="context directory, or - (a tar or a Dockerfile on stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], help="name and optionally a tag (name:tag)")
     p.add_argument("-f", "--file", help="name of the Dockerfile (default CONTEXT/Dockerfile; - for stdin)")
     p.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="set a build-time variable")
     p.add_argument("--target", help="build this stage (and only what it needs)")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
-    p.add_argument("--pull", action="store_true", help="always pull the base images first")
+    p.add_argument("--pull", nargs="?", const="always", default="missing", metavar="always|missing|never",
+                   help="pull base images: always (bare --pull, docker's), missing (default), never")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image ID")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="set a label on the image")
     p.add_argument("--network", default="none", choices=["none", "host", "default"],
                    help="network of RUN steps (default none)")
     p.set_defaults(func=_build)
+
+
+_POLICIES = {"always": "always", "true": "always", "missing": "missing", "false": "missing", "never": "never"}
+
+
+def _pull_policy(ns: argparse.Namespace) -> str:
+    """``--pull`` alone means always (docker); ``--pull=VALUE`` takes podman's values. A bare ``--pull``
+    right before CONTEXT swallows it (argparse's optional value), so it is handed back."""
+    from pallet.errors import InvalidArgument
+
+    value = ns.pull
+    if value not in _POLICIES and ns.context is None:
+        ns.context, value = value, "always"
+    if ns.context is None:
+        raise InvalidArgument("\"pallet build\" requires exactly 1 argument: CONTEXT")
+    if value not in _POLICIES:
+        raise InvalidArgument(f"invalid --pull {value!r}: expected always, missing or never")
+    return _POLICIES[value]
 
 
 def _kv(items: list[str], what: str, allow_bare: bool) -> dict[str, str | None]:
@@ -47,6 +67,7 @@ def _build(g: Any, ns: argparse.Namespace) -> int:
     from pallet.build.stages import load
     from pallet.errors import InvalidArgument, NotFound
 
+    policy = _pull_policy(ns)
     for t in ns.tag:
         if tag_key(t) is None:  # not a plain name: let the full parser validate it (one-line error)
             from pallet.oci.reference import Reference
@@ -92,7 +113,7 @@ def _build(g: Any, ns: argparse.Namespace) -> int:
             pulled: set[str] = set()
 
             def resolve_base(ref: str) -> Any:
-                if ns.pull and ref not in pulled:
+                if policy == "always" and ref not in pulled:
                     _pull(store, ref, out if not ns.quiet else None)
                     pulled.add(ref)
                 try:
@@ -100,6 +121,8 @@ def _build(g: Any, ns: argparse.Namespace) -> int:
                 except NotFound:
                     if ref in pulled:
                         raise
+                    if policy == "never":
+                        raise NotFound(f"no such image: {ref} (and --pull=never)") from None
                     _pull(store, ref, out if not ns.quiet else None)
                     pulled.add(ref)
                     return store.resolve_image(ref)

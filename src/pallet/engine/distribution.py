@@ -54,7 +54,7 @@ def pull(store: Store, text: str, *, platform: str | None = None, all_tags: bool
         out = []
         for target in targets:
             what = str(target.digest) if target.digest else str(target.tag)
-            progress.message(f"{what}: Pulling from {target.familiar_name}")
+            progress.message(f"{what}: Pulling from {target.path}")  # docker: the path, no domain
             res = resolve(repo, what, plat)
             rec, fetched = _store(store, target, res, progress, parallel)
             out.append(Pulled(target, res.top_digest, rec, fetched))

@@ -52,7 +52,9 @@ def needed_access(r: Route, request: web.Request) -> list[Access]:
 def error_response(request: web.Request, e: RegistryError) -> web.Response:
     state_of(request).metrics.error(e.code)
     request[keys.ERROR_CODE] = e.code
-    headers = {"Content-Type": "application/json; charset=utf-8", **e.headers}
+    # the session headers some errors carry say Content-Length: 0; the error body sets its own
+    headers = {"Content-Type": "application/json; charset=utf-8",
+               **{k: v for k, v in e.headers.items() if k.lower() != "content-length"}}
     return web.Response(status=e.status, body=e.body(), headers=headers)
 
 
