@@ -44,6 +44,9 @@ def test_import_images_and_inspect(pallet, busybox_tar: Path) -> None:
     # pallet inspect == image inspect for images; a short ID resolves too
     assert json.loads(pallet("inspect", iid[7:19]).out)[0]["Id"] == iid
     assert pallet("inspect", "-f", "{{.Id}}", "bb:1").out.strip() == iid
+    # name@sha256:<manifest digest>, and the normalised long form of the name
+    assert pallet("inspect", "-f", "{{.Id}}", f"docker.io/library/bb@{i['Digest']}").out.strip() == iid
+    assert pallet("inspect", "-f", "{{.Id}}", "docker.io/library/bb:1").out.strip() == iid
 
 
 def test_import_compressed_and_stdin(pallet, busybox_tar: Path, tmp_path: Path) -> None:
