@@ -101,6 +101,8 @@ class LyingRegistry:
         if mode == "429" and n == 1 and kind == "manifest":
             return self._send(h, 429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
                               extra={"Retry-After": "0"})
+        if mode == "5xx-once" and n == 1 and kind in ("manifest", "blob"):  # a proxy hiccup, no Retry-After
+            return self._send(h, 502 if kind == "manifest" else 500, b"<html>bad gateway</html>")
         if mode == "503-always":
             return self._send(h, 503, b'{"errors":[{"code":"UNAVAILABLE","message":"down"}]}')
         if kind == "manifest":

@@ -49,10 +49,12 @@ def test_lies_are_clear_errors(liar: LyingRegistry, mode: str, exc: type, match:
     assert _read_layer(liar.host) == "ok"
 
 
-@pytest.mark.parametrize("mode", ["429", "drop-once"])
+@pytest.mark.parametrize("mode", ["429", "drop-once", "5xx-once"])
 def test_transient_failures_recover(liar: LyingRegistry, mode: str) -> None:
     liar.mode = mode
     assert _read_layer(liar.host) == "ok"
+    if mode == "5xx-once":  # the manifest, the config and the layer were each asked twice
+        assert sorted(n for p, n in liar.hits.items() if "/v2/lie/" in p and n > 1) == [2, 2, 2]
 
 
 def test_unknown_blob_and_refused(liar: LyingRegistry) -> None:
