@@ -243,7 +243,7 @@ class Transport:
                 if isinstance(e, PalletError) or last:
                     host = urllib.parse.urlsplit(url).netloc
                     raise Unavailable(f"cannot reach registry {host}: {_reason(e)}") from None
-                log.info("retrying %s %s after %s", method, url, _reason(e))
+                log.info("retrying %s %s after %s", method, url.split("?", 1)[0], _reason(e))  # no signed query
                 time.sleep(BACKOFF * (2 ** n))
                 continue
             if resp.status in RETRY_STATUS and not last:
