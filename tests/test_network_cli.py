@@ -32,6 +32,8 @@ def test_names_ports_isolation_connect(bb) -> None:  # type: ignore[no-untyped-d
             assert wait_until(lambda h=host: bb("run", "--rm", "--network", "app", "busybox", *_sh(f"http://{h}/hostname"),
                                                check=False).rc == 0, 15)
         web_ip = _ip(bb, "web", "app")
+        members = json.loads(bb("network", "inspect", "-f", "{{json .Containers}}", "app").out)
+        assert [(m["Name"], m["IPv4Address"]) for m in members.values()] == [("web", f"{web_ip}/24")]
         # another network: dropped
         assert bb("run", "--rm", "--network", "other", "busybox", *_sh(f"http://{web_ip}/hostname", 2),
                   check=False).rc != 0

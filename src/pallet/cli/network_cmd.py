@@ -65,7 +65,13 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
         except NotFound as e:
             print(f"Error: {e}", file=sys.stderr)
             rc = 1
-    print(json.dumps(out, indent=4))
+    if ns.format:
+        from pallet.cli.ps_cmd import template
+
+        for o in out:
+            print(template(ns.format, o))
+    else:
+        print(json.dumps(out, indent=4))
     return rc
 
 
@@ -127,6 +133,7 @@ def add_parser(sub: Any) -> None:
     ls.set_defaults(func=_ls)
 
     i = s.add_parser("inspect", help="show networks as JSON")
+    i.add_argument("-f", "--format", help="Go template, as docker's")
     i.add_argument("names", nargs="+")
     i.set_defaults(func=_inspect)
 
