@@ -124,6 +124,12 @@ def test_bad_archives_leave_store_unchanged(seeded, tmp_path: Path) -> None:
     _fails_cleanly(pallet, "load", "-i", str(fl), expect="mismatch")
     _fails_cleanly(pallet, "load", "-i", str(tmp_path / "absent.tar"), expect="no such file")
     _fails_cleanly(pallet, "load", "-i", str(busybox_tar), expect="neither a docker-archive")
+    # a truncated rootfs tarball: import (file and stdin) fails the same way
+    raw = busybox_tar.read_bytes()
+    cut = tmp_path / "cut-rootfs.tar"
+    cut.write_bytes(raw[: len(raw) // 2])
+    _fails_cleanly(pallet, "import", str(cut), "cut:1", expect="truncated")
+    _fails_cleanly(pallet, "import", "-", "cut:1", input=raw[: len(raw) // 2], expect="truncated")
 
     badtag = docker_archive(tmp_path / "badtag.tar", busybox_tar, tag="UPPER:case")
     _fails_cleanly(pallet, "load", "-i", str(badtag), expect="RepoTags")
