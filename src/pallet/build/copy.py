@@ -79,7 +79,7 @@ def resolve_chown(root: str, spec: str) -> tuple[int, int]:
                            f"{user}: no such user: {user}")
         uid = int(ent[2])
     if not group:
-        return uid, uid
+        group = user  # docker: a user alone also names the group (a number, or a group name to look up)
     if group.isdigit():
         return uid, int(group)
     gent = _lookup(root, "group", group)

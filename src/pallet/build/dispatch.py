@@ -220,12 +220,18 @@ def apply(cfg: dict[str, Any], inst: ins.Instruction, *, cmd_set: bool) -> str:
 
 
 def workdir(cfg: dict[str, Any], path: str) -> tuple[str, str]:
-    """New WorkingDir (relative paths join the previous one) and its created_by."""
-    wd = posixpath.normpath(posixpath.join(cfg.get("WorkingDir") or "/", path))
-    if wd.startswith("//"):
-        wd = "/" + wd.lstrip("/")
+    """New WorkingDir and its created_by; returns the cleaned path (what the filesystem sees).
+    Docker keeps an absolute path as written (``/tmp/`` stays ``/tmp/`` in the config and the
+    history) and joins + cleans a relative one onto the previous directory."""
+    wd = path if path.startswith("/") else clean_dir(posixpath.join(cfg.get("WorkingDir") or "/", path))
     cfg["WorkingDir"] = wd
-    return wd, " ".join(shell_of(cfg)) + " #(nop) WORKDIR " + wd
+    return clean_dir(wd), " ".join(shell_of(cfg)) + " #(nop) WORKDIR " + wd
+
+
+def clean_dir(path: str) -> str:
+    """Go's filepath.Clean of an absolute path (``//x/./y/../z/`` -> ``/x/z``)."""
+    wd = posixpath.normpath("/" + path)
+    return "/" + wd.lstrip("/")
 
 
 def run_args(cfg: dict[str, Any], inst: ins.Run) -> list[str]:

@@ -131,10 +131,15 @@ class StepRunner:
             os.mkdir(work)
             import uuid
 
+            from pallet.build import volumes
+
+            lowers = b.lowerdirs(state)
+            vols = volumes.prepare(lowers, upper, cfg.get("Volumes"))
+
             shown_id = uuid.uuid4().hex[:12]
             b.say(f" ---> Running in {shown_id}")
-            code, _cid = run_container(lowerdirs=b.lowerdirs(state), upperdir=upper, workdir=work,
-                                       args=args, env=env, cwd=cfg.get("WorkingDir") or "/",
+            code, _cid = run_container(lowerdirs=lowers, upperdir=upper, workdir=work,
+                                       args=args, env=env, cwd=dispatch.clean_dir(cfg.get("WorkingDir") or "/"),
                                        user=cfg.get("User") or "", network=network, runroot=b.runroot,
                                        scratch=scratch, out=None if b.opts.quiet else b.out,
                                        script=script)
@@ -143,6 +148,7 @@ class StepRunner:
 
                 raise BuildFailed(f"The command '{' '.join(shown)}' returned a non-zero code: {code}")
             b.say(f"Removing intermediate container {shown_id}")
+            volumes.discard(upper, vols)  # docker: writes below a VOLUME go to a throw-away volume
             layer, diff = b.commit_upper(upper, mountpoints=network == "host")
             return b.remember(b.next_state(state, key, created_by, layer, diff))
         finally:
@@ -165,7 +171,7 @@ class StepRunner:
         chown = inst.flags.get("chown") or None
         from_ref = inst.flags.get("from")
         env = b.expand_env(sc, state.cc)
-        plan = CopyPlan([], inst.dest, state.cc.get("WorkingDir") or "/", chown, chmod,
+        plan = CopyPlan([], inst.dest, dispatch.clean_dir(state.cc.get("WorkingDir") or "/"), chown, chmod,
                         inst.is_add, keep_owner=bool(from_ref) and not chown, what=what)
         source_lowers = None
         scratch = new_scratch(str(b.store.paths.tmp))
