@@ -80,7 +80,7 @@ class RichProgress:
         self.p.update(t, description=text, total=total, completed=total)
 
     def message(self, text: str) -> None:
-        self.p.console.print(text, highlight=False, markup=False)
+        self.p.console.print(text, highlight=False, markup=False, soft_wrap=True)  # no hard wrap of digests
 
     def close(self) -> None:
         self.p.stop()
