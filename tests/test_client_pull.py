@@ -174,7 +174,7 @@ def test_login_push_logout(pl, basic_reg, busybox_tar: Path, tmp_path: Path) -> 
     assert "unauthorized" in r.err.lower() and basic_reg.host in r.err and "Xyzzy" not in r.err
     assert not (tmp_path / "dockercfg" / "config.json").exists()
     r = pl("login", "-u", USER, "--password-stdin", basic_reg.host, input=PASSWORD + "\n")
-    assert "Login Succeeded" in r.out and PASSWORD not in r.out + r.err
+    assert r.out == "Login Succeeded\n" and PASSWORD not in r.out + r.err
     cfg = json.loads((tmp_path / "dockercfg" / "config.json").read_text())
     assert basic_reg.host in cfg["auths"]
     pl("push", "bb:1", dest)

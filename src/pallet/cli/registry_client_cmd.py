@@ -92,7 +92,7 @@ def _push(g: Any, ns: argparse.Namespace) -> int:
 
 
 def _login(g: Any, ns: argparse.Namespace) -> int:
-    from pallet.engine.distribution import login, registry_domain, stored_username
+    from pallet.engine.distribution import login, stored_username
     from pallet.errors import InvalidArgument
 
     user, pw = ns.username, ns.password
@@ -118,7 +118,7 @@ def _login(g: Any, ns: argparse.Namespace) -> int:
     if _stored_plain(path, ns.server):
         print(f"WARNING! Your password will be stored unencrypted in {path}.", file=sys.stderr)
         print("Configure a credential helper to remove this warning (credsStore in that file).", file=sys.stderr)
-    print(f"Login Succeeded ({registry_domain(ns.server)})" if ns.server else "Login Succeeded")
+    print("Login Succeeded")  # docker prints exactly this
     return 0
 
 
