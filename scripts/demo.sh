@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what pallet needs (scripts/setup.sh) and shows the main job end to end under a
 # throw-away root: a busybox rootfs made from Debian's busybox-static is imported, listed,
-# saved as a docker-archive and an oci-archive, and read back by skopeo. Later issues extend
-# this same script (run, build, commit, push, pull).
+# saved as a docker-archive and an oci-archive, read back by skopeo and loaded again; then
+# containers run (a published port, a volume, exec, logs), a container is committed and a
+# Dockerfile built (twice: the second from the cache), and the image is pushed to pallet's own
+# registry and pulled and run in a fresh store. Each issue extends this same script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
