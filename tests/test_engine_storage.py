@@ -93,6 +93,11 @@ BAD = [
     (("run", "--rm", "-w", "relative", "busybox", "true"), "absolute"),
     (("run", "--rm", "-u", "nosuchuser", "busybox", "true"), "nosuchuser"),
     (("run", "--rm", "--network", "nonet", "busybox", "true"), "nonet"),
+    (("run", "--rm", "--mount", "type=bind,src=/tmp,dst=/x,foo=bar", "busybox", "true"), "unexpected key 'foo'"),
+    (("run", "--rm", "--mount", "type=tmpfs,dst=/x,tmpfs-size=abc", "busybox", "true"), "invalid size"),
+    (("run", "--rm", "--mount", "type=tmpfs,dst=/x,tmpfs-mode=9", "busybox", "true"), "tmpfs-mode"),
+    (("run", "--rm", "--mount", "type=volume,dst=/x,ro", "busybox", "true"), "anonymous"),
+    (("run", "--rm", "-v", "vol1:/x", "--volumes-from", "nosuchctr", "busybox", "true"), "No such container"),
     (("exec", "nosuchctr", "true"), "No such container"),
     (("logs", "nosuchctr"), "No such container"),
 ]

@@ -59,13 +59,20 @@ def parse_v(spec: str) -> dict[str, Any]:
     return m
 
 
+_MOUNT_KEYS = frozenset((
+    "type source src target destination dst readonly ro consistency bind-propagation bind-nonrecursive "
+    "volume-nocopy volume-driver volume-label volume-opt tmpfs-size tmpfs-mode").split())
+
+
 def parse_mount(spec: str) -> dict[str, Any]:
     kv: dict[str, str] = {}
     for item in spec.split(","):
         k, eq, v = item.partition("=")
         k = k.strip().lower()
-        if not eq and k in ("readonly", "ro"):
+        if not eq and k in ("readonly", "ro", "volume-nocopy"):
             v = "true"
+        if k not in _MOUNT_KEYS:
+            raise InvalidArgument(f"invalid argument {spec!r} for \"--mount\" flag: unexpected key {k!r} in {item!r}")
         kv[k] = v
     typ = kv.get("type", "volume")
     dst = kv.get("destination") or kv.get("dst") or kv.get("target") or ""
@@ -79,6 +86,9 @@ def parse_mount(spec: str) -> dict[str, Any]:
             raise InvalidArgument(f"invalid mount config for {what}: source is required for a bind mount")
         return _bind(src, dst, ro, what)
     if typ == "volume":
+        if ro and not src:
+            raise InvalidArgument(f"invalid mount config for {what}: must not set ReadOnly mode when using "
+                                  "anonymous volumes")
         m = _volume(src or None, dst, ro, what)
         m["NoCopy"] = kv.get("volume-nocopy", "false").lower() in ("1", "true", "")
         return m
@@ -87,9 +97,16 @@ def parse_mount(spec: str) -> dict[str, Any]:
             raise InvalidArgument(f"invalid mount config for {what}: source is not allowed for tmpfs")
         opts = []
         if "tmpfs-size" in kv:
-            opts.append(f"size={kv['tmpfs-size']}")
+            from pallet.engine.units import parse_bytes
+
+            opts.append(f"size={parse_bytes('--mount tmpfs-size', kv['tmpfs-size'])}")
         if "tmpfs-mode" in kv:
-            opts.append(f"mode={kv['tmpfs-mode']}")
+            try:
+                mode = int(kv["tmpfs-mode"], 8)
+            except ValueError:
+                raise InvalidArgument(f"invalid value for tmpfs-mode in --mount {spec!r}: "
+                                      f"{kv['tmpfs-mode']!r} (octal)") from None
+            opts.append(f"mode={mode:o}")
         return {"Type": "tmpfs", "Source": "", "Destination": _check_dst(dst, what), "Mode": "",
                 "RW": not ro, "Propagation": "", "Options": ",".join(opts)}
     raise InvalidArgument(f"invalid mount type {typ!r} (bind, volume or tmpfs)")
