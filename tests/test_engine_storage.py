@@ -38,6 +38,12 @@ def test_volumes_outlive_containers_and_are_shared(bb) -> None:  # type: ignore[
     assert bb("volume", "ls", "--filter", "label=a=b", "-q").out.split() == ["named"]
     assert "named" in bb("volume", "prune", "-f").out
     assert bb("volume", "ls", "-q").out == ""
+    # --mount type=volume (named: created, kept) and type=tmpfs (size, mode)
+    r = bb("run", "--rm", "--mount", "type=volume,src=mv,dst=/mv", "--mount", "type=tmpfs,dst=/mt,tmpfs-size=1m,"
+           "tmpfs-mode=1770", "busybox", "sh", "-c", "echo kept > /mv/f; stat -c %a /mt; grep ' /mt ' /proc/mounts")
+    assert r.out.startswith("1770\n") and "size=1024k" in r.out
+    assert bb("run", "--rm", "-v", "mv:/d:ro", "busybox", "cat", "/d/f").out == "kept\n"
+    bb("volume", "rm", "mv")
 
 
 def test_binds_tmpfs_mount_readonly(bb, tmp_path) -> None:  # type: ignore[no-untyped-def]
