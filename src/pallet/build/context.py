@@ -127,7 +127,7 @@ class BuildContext:
     # -- sources ----------------------------------------------------------------------------
     def resolve(self, src: str, what: str = "COPY") -> list[Source]:
         """The context entries one COPY/ADD source names."""
-        cleaned = posixpath.normpath("/" + src.replace("\\", "/") if not has_glob(src) else "/" + src)
+        cleaned = posixpath.normpath("/" + src)  # a backslash is an ordinary character here
         norm = posixpath.normpath(src) if src else "."
         if norm == ".." or norm.startswith("../"):
             raise InvalidArgument(f"{what} failed: forbidden path outside the build context: {src}")
@@ -178,9 +178,13 @@ class BuildContext:
             for name in sorted(os.listdir(full)):
                 s = f"{sub}/{name}" if sub else name
                 crel = f"{base_rel}/{s}" if base_rel else s
-                if self.excluded(crel):
-                    continue
                 p = os.path.join(src.path, s)
+                if self.excluded(crel):
+                    # docker walks into an ignored directory an exception may re-include from
+                    if (self.matcher is not None and os.path.isdir(p) and not os.path.islink(p)
+                            and self.matcher.dir_may_hold_exception(crel)):
+                        rec(s)
+                    continue
                 lst = os.lstat(p)
                 out.append((s, p, lst))
                 if stat.S_ISDIR(lst.st_mode):

@@ -116,7 +116,17 @@ class _Copier:
         owner = self.owner or ((st.st_uid, st.st_gid) if self.plan.keep_owner else (0, 0))
         os.lchown(dst, *owner)
         if not is_link:
-            mode = self.plan.chmod if self.plan.chmod is not None else stat.S_IMODE(st.st_mode)
+            if self.plan.chmod is not None:
+                mode = self.plan.chmod
+            else:
+                mode = stat.S_IMODE(st.st_mode)
+                if stat.S_ISREG(st.st_mode) and (self.owner is not None or not self.plan.keep_owner):
+                    # docker chowns what it copied from the context (or with --chown) after the
+                    # modes are set, and chown(2) clears set-user-ID, and set-group-ID when the
+                    # group may execute
+                    mode &= ~stat.S_ISUID
+                    if mode & stat.S_IXGRP:
+                        mode &= ~stat.S_ISGID
             os.chmod(dst, mode)
             os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
@@ -161,9 +171,19 @@ class _Copier:
                     full = os.path.join(dirpath, n)
                     entries.append((os.path.relpath(full, item.path), full))
         dirs: list[tuple[str, os.stat_result]] = []
+        links: dict[tuple[int, int], str] = {}  # hard links inside one source stay links (docker's tar)
         for sub, full in entries:
             st = os.lstat(full)
             dst = os.path.join(dst_dir, sub)
+            parent = os.path.dirname(dst)
+            if not os.path.isdir(parent):  # an ignored directory with re-included contents
+                self.mkdirs(posixpath.join("/", os.path.relpath(parent, self.root)))
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                first = links.setdefault((st.st_dev, st.st_ino), dst)
+                if first != dst:
+                    self._clear(dst, False)
+                    os.link(first, dst)
+                    continue
             self.copy_entry(full, dst, st)
             if stat.S_ISDIR(st.st_mode):
                 dirs.append((dst, st))
