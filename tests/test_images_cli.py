@@ -92,8 +92,9 @@ def test_tag_rmi_semantics(pallet, busybox_tar: Path) -> None:
     assert "must be forced" in r.err
     assert pallet("rmi", "bb:2").out.strip() == "Untagged: bb:2"
     assert pallet("rmi", "docker.io/library/busybox:latest").out.strip() == "Untagged: busybox:latest"
+    layer = json.loads(pallet("inspect", "bb:1").out)[0]["RootFS"]["Layers"][0]
     out = pallet("rmi", "bb:1").out.splitlines()
-    assert out == ["Untagged: bb:1", f"Deleted: {iid}"]
+    assert out == ["Untagged: bb:1", f"Deleted: {iid}", f"Deleted: {layer}"]  # one layer: chain ID = diff-id
     assert pallet("images", "-q").out.strip() == ""
     r = pallet.fail("rmi", "bb:1")
     assert r.err.strip() == "Error: No such image: bb:1"
@@ -101,7 +102,7 @@ def test_tag_rmi_semantics(pallet, busybox_tar: Path) -> None:
     iid = _import(pallet, busybox_tar, "bb:1")
     pallet("tag", "bb:1", "bb:3")
     out = pallet("rmi", "-f", iid).out.splitlines()
-    assert set(out[:2]) == {"Untagged: bb:1", "Untagged: bb:3"} and out[2] == f"Deleted: {iid}"
+    assert set(out[:2]) == {"Untagged: bb:1", "Untagged: bb:3"} and out[2:] == [f"Deleted: {iid}", f"Deleted: {layer}"]
     # the layer is gone from the store
     assert not any((pallet.root / "layers").iterdir())
 

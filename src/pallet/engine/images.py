@@ -244,7 +244,21 @@ def _rmi_one(st: Store, name: str, force: bool) -> list[str]:
         lines.append(f"Untagged: {t.familiar}")
     st.delete_image(rec.id)
     lines.append(f"Deleted: {rec.id}")
+    lines.extend(f"Deleted: {c}" for c in deleted_layers(st, rec))
     return lines
+
+
+def deleted_layers(st: Store, rec: ImageRecord) -> list[str]:
+    """After ``delete_image``: the chain IDs (image-spec config.md, ``ChainID``) of the image's
+    layers that went with it, top first, as docker prints them after the image ID."""
+    import hashlib
+
+    chain: list[tuple[str, Digest]] = []
+    prev = ""
+    for d in rec.diff_ids:
+        prev = str(d) if not prev else "sha256:" + hashlib.sha256(f"{prev} {d}".encode()).hexdigest()
+        chain.append((prev, d))
+    return [c for c, d in reversed(chain) if not st.has_layer(d)]
 
 
 def layer_sizes(st: Store) -> dict[Digest, int]:
@@ -264,5 +278,6 @@ def prune(st: Store, all_images: bool = False) -> tuple[list[str], int]:
             lines.append(f"untagged: {t.familiar}")
         st.delete_image(rec.id)
         lines.append(f"deleted: {rec.id}")
+        lines.extend(f"deleted: {c}" for c in deleted_layers(st, rec))
     after = layer_sizes(st)
     return lines, sum(s for d, s in before.items() if d not in after)
