@@ -106,6 +106,18 @@ def test_build_pull_policy(pallet, reg: Server, busybox_tar: Path, tmp_path: Pat
     r = pallet("build", "--pull", "always", "-q", str(ctx))
     assert r.out.strip().startswith("sha256:")
 
+    # layer lines as docker's: "Already exists" for a stored layer of a new image, none when up to date
+    derived = f"{reg.host}/audit/derived:1"
+    pallet("push", "-q", "x", derived)  # the base's layer, a new config (LABEL)
+    fresh = type(pallet)(tmp_path / "f" / "root", tmp_path / "f" / "run")
+    fresh("pull", "-q", ref)
+    r = fresh("pull", derived)
+    assert ": Already exists" in r.out and "Pull complete" not in r.out
+    assert f"Status: Downloaded newer image for {derived}" in r.out
+    r = fresh("pull", derived)
+    assert r.out.splitlines()[1:] == ["Digest: " + r.out.split("Digest: ")[1].split()[0],
+                                      f"Status: Image is up to date for {derived}", derived], r.out
+
 
 def _chunked(reg: Server, method: str, path: str, parts: list[bytes], headers: dict[str, str]) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=30)

@@ -67,7 +67,7 @@ class Pulled:
     ref: Reference  # as asked (normalised): what docker prints last
     digest: Digest  # the manifest (or index) digest the reference resolved to
     record: ImageRecord
-    downloaded: bool  # False when every layer was already stored ("Image is up to date")
+    downloaded: bool  # False when the image was already stored ("Image is up to date")
 
 
 def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
@@ -76,15 +76,20 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
     layers = img.remote_layers()
     todo = []
     seen: set[Digest] = set()
+    lines: list[tuple[str, str]] = []
     for layer in layers:
         pid = layer.digest().short
         diff_id = layer.diff_id()
         if diff_id in seen or store.has_layer(diff_id):
-            progress.done(pid, "Already exists")
+            lines.append((pid, "Already exists"))
             continue
         seen.add(diff_id)
-        progress.status(pid, "Pulling fs layer")
+        lines.append((pid, "Pulling fs layer"))
         todo.append(layer)
+    new_image = bool(todo) or not _has_image(store, img.config_digest())
+    if new_image:  # docker: no layer lines when up to date
+        for pid, text in lines:
+            (progress.done if text == "Already exists" else progress.status)(pid, text)
 
     # biggest first: with more layers than workers, the longest download starts at once (LPT)
     todo.sort(key=lambda layer: -layer.size())
@@ -128,7 +133,7 @@ def _store(store: Store, ref: Reference, res: Resolved, progress: Progress,
                 raise errors[0]  # type: ignore[misc]
         tags = [ref] if ref.tag else []
         rec = store.write_image(img, tags=tags, repo_digests=[ref.with_digest(res.top_digest)])
-        return rec, bool(todo)
+        return rec, new_image  # docker: "Downloaded newer image" whenever the image is new here
     except BaseException:
         # nothing half-stored: layers this pull added and no image references go away
         if created:
@@ -151,6 +156,14 @@ def ensure_image(store: Store, text: str, policy: str = "missing", *, platform: 
             if policy == "never":
                 raise NotFound(f"{text}: image not known locally and --pull=never") from None
     return pull(store, text, platform=platform, tls_verify=tls_verify, progress=progress)[0].record
+
+
+def _has_image(store: Store, image_id: Digest) -> bool:
+    try:
+        store.get_image(image_id)
+        return True
+    except NotFound:
+        return False
 
 
 class _GzipCache:
