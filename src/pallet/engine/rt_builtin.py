@@ -53,6 +53,10 @@ def _load(c: Container, dirs: Dirs) -> Any:
 
 
 def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
+    from pallet.runtime.linux import cgroupfs
+
+    if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):  # v1: see prewarm_attach
+        cgroupfs.prewarm_attach()
     h = _load(c, dirs)
     if privileged:
         from pallet.runtime.linux.caps import CAPS

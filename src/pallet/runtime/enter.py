@@ -45,6 +45,10 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     st = self.status()
     if st != "running":
         raise Conflict(f"container {self.id} is {st}: cannot exec")
+    if self.cgroup.name == "v1":  # the attach's grace period overlaps the set-up below (cgroupfs)
+        from pallet.runtime.linux.cgroupfs import prewarm_attach
+
+        prewarm_attach()
     spec = jsonlite.load_file(self.dir + "/config.json")
     merged = dict(spec.get("process") or {})
     merged.update(proc)

@@ -67,3 +67,35 @@ def unified_root() -> str:
     if os.path.exists(CGROUP_ROOT + "/cgroup.controllers"):
         return CGROUP_ROOT
     return CGROUP_ROOT + "/unified"
+
+
+def prewarm_attach() -> None:
+    """Start paying cgroup v1's attach wait now, on a thread, so it overlaps the caller's work.
+
+    The first ``cgroup.procs`` write after an idle moment waits for an RCU grace period (the
+    kernel's global ``cgroup_threadgroup_rwsem``, ~10 ms here, longer under load); a write within
+    ~10-20 ms after the last one is immediate (measured: bench/RESULTS.md "Engine: containers").
+    This writes ``0`` (itself) into this process's own cgroup of one v1 hierarchy: no move, just
+    the wait. Best effort: any error is ignored. Not for v2 (no such wait there to hide).
+    """
+    import _thread
+
+    def warm() -> None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                for line in f:
+                    _, ctrls, rel = line.rstrip("\n").split(":", 2)
+                    if ctrls in ("pids", "memory", "devices", "freezer"):
+                        fd = os.open(f"{CGROUP_ROOT}/{ctrls}{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+                        try:
+                            os.write(fd, b"0")
+                        finally:
+                            os.close(fd)
+                        return
+        except Exception:  # noqa: BLE001 - only an optimisation
+            pass
+
+    try:
+        _thread.start_new_thread(warm, ())
+    except RuntimeError:
+        pass
