@@ -144,12 +144,17 @@ def _pull(store: Any, ref: str, out: Any) -> None:
         from pallet.engine.distribution import pull
     except ImportError as e:  # pragma: no cover
         raise NotFound(f"no such image: {ref} (and pulling is unavailable: {e})") from None
-    try:
-        pull(store.full(), ref)
+    from pallet.cli.pull_progress import PlainProgress
+    from pallet.distribution.client.progress import NullProgress
+
+    try:  # docker's legacy builder shows the pull's plain lines under the FROM step
+        pulled = pull(store.full(), ref, progress=PlainProgress(out) if out is not None else NullProgress())
     except PalletError as e:
         raise NotFound(f"pull access denied or image not found for {ref}: {e}") from None
     if out is not None:
-        out.write(f"Pulled {ref}\n")
+        for p in pulled:
+            state = "Downloaded newer image" if p.downloaded else "Image is up to date"
+            out.write(f"Status: {state} for {p.ref.familiar}\n")
 
 
 def _ctx_size(root: str) -> str:
