@@ -216,3 +216,35 @@ def test_published_udp_port(net: Endpoints) -> None:
             assert got == b"echo:ping"
         finally:
             att.reservation.close()
+
+
+def test_a_subnet_taken_meanwhile_is_refused_at_activation(net: Endpoints, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network's config can be older than another root's network that took its subnet while
+    it was down: bringing it up then would make two bridges with one subnet. One line instead,
+    and nothing made (no bridge, no endpoint, no eth0)."""
+    import subprocess
+
+    from pallet.network.firewall import names_for
+
+    mine = net.create(f"late{TAG}")  # config only: its bridge comes with the first container
+    monkeypatch.setenv("PALLET_BRIDGE_PREFIX", default_net_env("o")["PALLET_BRIDGE_PREFIX"])
+    other = Endpoints(tmp_path / "other")
+    theirs = other.create(f"early{TAG}", subnet=mine.subnet)  # free: mine is not on the host
+    try:
+        with netnses(f"pl{TAG}", f"pm{TAG}") as (a, b):
+            other.attach(theirs.name, "e" * 64, a.path)
+            with pytest.raises(Conflict, match="cannot be brought up: subnet .* overlaps the host route"):
+                net.attach(mine.name, "f" * 64, b.path)
+            assert net.store.endpoints(mine.name) == {}
+            assert not os.path.exists(f"/sys/class/net/{mine.bridge}")
+            assert "eth0" not in b.exec("ip", "-br", "link").stdout
+            other.detach(theirs.name, "e" * 64)
+        net.remove(mine.name)
+    finally:
+        for cid in list(other.store.endpoints(theirs.name)):
+            other.detach(theirs.name, cid)
+        other.remove(theirs.name)
+        other.prune()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert names_for(str(tmp_path / "other")).table not in tables

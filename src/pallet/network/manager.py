@@ -222,8 +222,16 @@ class Networks:
         On failure nothing of it remains."""
         if bridge_exists(net.bridge):
             return
-        from pallet.network import ipv4, links
+        from pallet.network import ipv4, links, subnets
 
+        # the config may be older than another root's or program's network that took the
+        # subnet meanwhile (this bridge is down, so any route into it is someone else's):
+        # two bridges with one subnet would break both, so refuse with nothing made
+        try:
+            subnets.check_free(subnets.parse_subnet(net.subnet), (), subnets.host_routes())
+        except Conflict as e:
+            raise Conflict(f"network {net.name} cannot be brought up: {e} (in use on the host by another "
+                           f"network)") from None
         mac = bridge_mac(net)
         be = links.backend()
         # raises with nothing made (EEXIST included: then the bridge is not ours to delete)
