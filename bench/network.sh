@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Published-port benchmark: connection rate and throughput through a port published on
-# 127.0.0.1, pallet (kernel DNAT, a busybox httpd in a network namespace standing in for a
-# container until the engine runs containers) vs docker (the anchor dockerd, docker-proxy on
-# 127.0.0.1), same machine, same run, same busybox httpd. Also the per-container attach cost.
+# 127.0.0.1, pallet (kernel DNAT to a busybox httpd container: `pallet run -d -p 127.0.0.1::80`)
+# vs docker (the anchor dockerd, docker-proxy on 127.0.0.1), same machine, same run, same busybox
+# httpd. Also the per-container attach cost.
 # Usage: bench/network.sh [SECONDS per wrk run, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ export PALLET_BRIDGE_NAME=pnb0 PALLET_BRIDGE_SUBNET=10.240.0.0/24
 cleanup() {
   [ -n "$HPID" ] && kill "$HPID" 2>/dev/null && wait "$HPID" 2>/dev/null || true
   [ -n "$CTR" ] && docker rm -f "$CTR" >/dev/null 2>&1 || true
+  .venv/bin/pallet rm -f pnbweb >/dev/null 2>&1 || true
   docker network rm "$DNET" >/dev/null 2>&1 || true
   $PY - "$WORK/root" <<'PY' || true
 import sys
@@ -37,17 +38,10 @@ echo "hello" > "$WORK/www/index.html"
 head -c 1048576 /dev/urandom > "$WORK/www/big"
 
 # pallet: a netns on the default bridge with 127.0.0.1:PORT -> 80 published
-ip netns add "$NS"
-PPORT=$($PY - "$WORK/root" "/run/netns/$NS" <<'PY'
-import sys
-from pallet.network.endpoint import Endpoints
-from pallet.network.ports import parse_publish
-a = Endpoints(sys.argv[1]).attach("bridge", "b" * 64, sys.argv[2], publish=[parse_publish("127.0.0.1::80")])
-print(a.endpoint.ports[0].host_port)
-PY
-)
-ip netns exec "$NS" busybox httpd -f -p 80 -h "$WORK/www" &
-HPID=$!
+export PALLET_ROOT="$WORK/root" PALLET_RUNROOT="$WORK/root/run"
+.venv/bin/pallet import /tmp/anchors/busybox.tar busybox >/dev/null
+.venv/bin/pallet run -d --name pnbweb -p 127.0.0.1::80 -v "$WORK/www:/www:ro" busybox httpd -f -p 80 -h /www >/dev/null
+PPORT=$(.venv/bin/pallet port pnbweb 80/tcp | head -1 | sed 's/.*://')
 
 # docker: the same httpd in busybox, published on 127.0.0.1 (on a docker network of its own:
 # other tests on this machine run private dockerds that may take docker0 away)
@@ -124,8 +118,5 @@ print(f"  none   {none:6.1f} ms\n  bridge {bridge:6.1f} ms\n  extra per containe
 PY
 
 # the goal itself: pallet run --rm busybox true, default bridge vs --network none (alternating runs)
-if [ -f /tmp/anchors/busybox.tar ]; then
-  export PALLET_ROOT="$WORK/root" PALLET_RUNROOT="$WORK/root/run"
-  .venv/bin/pallet import /tmp/anchors/busybox.tar busybox >/dev/null
-  $PY bench/network_run.py "${RUNS:-30}" busybox
-fi
+.venv/bin/pallet rm -f pnbweb >/dev/null
+$PY bench/network_run.py "${RUNS:-30}" busybox
