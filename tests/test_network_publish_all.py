@@ -1,5 +1,5 @@
 """``-P`` through the CLI (as root): every port the image EXPOSEs gets a free host port,
-``pallet port`` lists them, the TCP one answers on 127.0.0.1, ``rm -f`` frees them."""
+``pallet port`` lists them, the TCP one answers on 127.0.0.1, ``stop`` frees them."""
 from __future__ import annotations
 
 import urllib.request
@@ -27,6 +27,9 @@ def test_publish_all_exposed_ports(bb, tmp_path) -> None:  # type: ignore[no-unt
     hostport = bb("port", "pa", "80").out.split()[0].rsplit(":", 1)[1]
     assert wait_until(lambda: _get(f"http://127.0.0.1:{hostport}/hostname") != b"", 15)
     assert "No public port" in bb.fail("port", "pa", "8080").err
-    bb("rm", "-f", "pa")
+    bb("stop", "-t", "0", "pa")  # stopped: no address, no ports (as docker's inspect shows it)
     assert _get(f"http://127.0.0.1:{hostport}/hostname") == b""
+    assert bb("inspect", "-f", "{{.NetworkSettings.IPAddress}}|{{json .NetworkSettings.Ports}}|"
+              "{{.NetworkSettings.Networks.bridge.IPAddress}}", "pa").out == "|{}|\n"
+    bb("rm", "pa")
     bb("rmi", "exposer")

@@ -102,6 +102,10 @@ def inspect(c: Container, root: str, runroot: str) -> dict[str, Any]:
     else:
         for name, ep in (netinfo.get("networks") or {}).items():
             networks[name] = ep
+    if c.status not in ("running", "paused"):  # as docker: a stopped container holds no address
+        networks = {n: dict(ep, EndpointID="", Gateway="", IPAddress="", IPPrefixLen=0, MacAddress="")
+                    for n, ep in networks.items()}
+        netinfo = {}
     return {
         "Id": c.id, "Created": c.created, "Path": args[0] if args else "", "Args": args[1:],
         "State": {"Status": c.status, "Running": c.status in ("running", "paused"),
