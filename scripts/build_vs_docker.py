@@ -23,7 +23,7 @@ from typing import Any
 
 FIELDS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels",
           "StopSignal", "Healthcheck", "Shell", "OnBuild", "ArgsEscaped")
-_HASH = re.compile(r"(file|dir|multi):[0-9a-f]{64}")
+_HASH = re.compile(r"((file|dir|multi):)?[0-9a-f]{64}\b")
 HERE = Path(__file__).resolve().parent.parent
 # the engine's bind-mount targets: docker's init layer, absent from the image either way
 SKIP = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/.dockerenv"}

@@ -27,6 +27,7 @@ class CopyItem:
     name: str                 # base name used under a directory dest
     entries: list[tuple[str, str]] | None = None   # for a context dir: (sub, abs) not excluded
     content: bytes | None = None                   # a here-document
+    remote: bool = False                           # fetched from a URL: never extracted
 
 
 @dataclass
@@ -217,7 +218,7 @@ class _Copier:
                 hd = self.mkdirs(dest)
                 self.copy_tree(item, hd)
                 continue
-            if plan.is_add and _is_archive(item.path):
+            if plan.is_add and not item.remote and _is_archive(item.path):
                 hd = self.mkdirs(dest)
                 _extract(item.path, hd)
                 continue

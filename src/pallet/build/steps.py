@@ -206,7 +206,7 @@ class StepRunner:
             digest = hashlib.sha256(checksum.encode("utf-8", "surrogateescape")).hexdigest()
             chown_comment = f"--chown={chown}" if chown else ""
             created_by = (" ".join(dispatch.shell_of(state.cc)) +
-                          f" #(nop) {what} {chown_comment}{kind}:{digest} in {inst.dest} ")
+                          f" #(nop) {what} {chown_comment}{kind + ':' if kind else ''}{digest} in {inst.dest} ")
             key = step_key(state.key, what, json.dumps(inst.flags, sort_keys=True), digest, inst.dest,
                            plan.workdir)
             hit = b.cached(key)
@@ -230,7 +230,7 @@ class StepRunner:
         for src in inst.sources:
             if inst.is_add and (src.startswith("http://") or src.startswith("https://")):
                 path, name = _fetch(src, scratch)
-                plan.items.append(CopyItem(path, name))
+                plan.items.append(CopyItem(path, name, remote=True))  # docker never extracts these
                 from pallet.build.context import file_digest
 
                 parts.append("url\0" + src + "\0" + file_digest(path))   # content, as docker's cache
@@ -249,6 +249,8 @@ class StepRunner:
                 n_items += 1
                 first_dir = isdir
         kind = "multi" if n_items > 1 else ("dir" if first_dir else "file")
+        if n_items == 1 and plan.items[0].remote:
+            kind = ""  # docker's history names a downloaded source by its bare hash
         return "\0".join(parts), kind
 
 
