@@ -235,7 +235,9 @@ EOF
     ("FROM busybox\nCOPY a.txt a.txt /notdir\n", "destination must be a directory and end with a /"),
     ("FROM busybox\nCOPY nomatch* /x/\n", "no source files were specified"),
     ("FROM busybox\nCOPY --from=127.0.0.1:9/nostage /x /y\n", "COPY --from=127.0.0.1:9/nostage: no build stage or image named"),
-    ("FROM busybox AS me\nCOPY --from=me /x /y\n", "Dockerfile:2: circular dependency detected on stage: me"),
+    ("FROM busybox AS me\nCOPY --from=me /x /y\n", "Dockerfile:2: invalid from flag value me: refers to current build stage"),
+    ("FROM busybox\nCOPY --chown=a:b:c a.txt /x\n", "Dockerfile:2: unable to convert uid/gid chown string to host "
+     "mapping: invalid chown string format: a:b:c"),
     ("FROM busybox\nCOPY --chown=nosuchuser a.txt /x\n", "nosuchuser"),
     ("FROM busybox\nCOPY --chmod=abc a.txt /x\n", "invalid chmod"),
     ("FROM busybox\nADD http://127.0.0.1:9/nothing /x\n", "ADD failed: cannot fetch http://127.0.0.1:9/nothing"),

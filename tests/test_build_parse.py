@@ -235,11 +235,13 @@ def test_stage_plan_only_needed_stages() -> None:
 
 def test_stage_self_reference_and_cycle() -> None:
     df = load("FROM busybox AS a\nCOPY --from=a /x /y\n")
-    with pytest.raises(DockerfileError, match="Dockerfile:2: circular dependency detected on stage: a"):
+    with pytest.raises(DockerfileError, match="Dockerfile:2: invalid from flag value a: refers to current build stage"):
         plan(df, None, {})
     df = load("FROM busybox AS a\nCOPY --from=b /x /y\nFROM busybox AS b\nCOPY --from=a /x /y\n")
     with pytest.raises(DockerfileError, match="circular dependency"):
         plan(df, None, {})
+    with pytest.raises(DockerfileError, match="Dockerfile:3: b stage name already used"):  # docker's words
+        load("FROM busybox AS b\nFROM b AS c\nFROM c AS B\n")
     # FROM x AS x names the image x, not itself
     df = load("FROM busybox AS busybox\nRUN true\n")
     assert len(plan(df, None, {})) == 1

@@ -69,6 +69,9 @@ def _lookup(root: str, fname: str, name: str) -> list[str] | None:
 def resolve_chown(root: str, spec: str) -> tuple[int, int]:
     """``user[:group]`` by number or by name in the image's /etc/passwd and /etc/group."""
     user, _, group = spec.partition(":")
+    if ":" in group:
+        raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: invalid chown string "
+                              f"format: {spec}")
     if not user:
         raise InvalidArgument(f"invalid chown parameter: {spec!r}")
     if user.isdigit():

@@ -53,6 +53,8 @@ def load(text: str, filename: str = "Dockerfile") -> Dockerfile:
     for node in parsed.nodes:
         inst = ins.from_node(node, parsed.escape, filename)
         if isinstance(inst, ins.From):
+            if inst.stage_name and any(st.name == inst.stage_name for st in stages):
+                raise DockerfileError(f"{inst.stage_name} stage name already used", node.line, filename)
             stages.append(Stage(len(stages), inst.stage_name, inst))
         elif not stages:
             if not isinstance(inst, ins.Arg):
@@ -115,7 +117,7 @@ def copy_from_stage(df: Dockerfile, stage: Stage, ref: str, line: int) -> Stage 
             return None
         target = found
     if target.index == stage.index:
-        raise DockerfileError(f"circular dependency detected on stage: {stage.label}", line, df.filename)
+        raise DockerfileError(f"invalid from flag value {ref}: refers to current build stage", line, df.filename)
     return target
 
 
