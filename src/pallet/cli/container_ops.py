@@ -169,15 +169,18 @@ def _top(g: Any, ns: argparse.Namespace) -> int:
     out = subprocess.run(["ps", *args], capture_output=True, text=True).stdout.splitlines()
     if not out:
         return 0
-    head = out[0]
-    cols = head.split()
+    cols = out[0].split()
     pid_col = cols.index("PID") if "PID" in cols else 1
-    print(head)
     wanted = {str(p) for p in pids}
+    rows = [cols]
     for line in out[1:]:
-        f = line.split()
+        f = line.split(None, len(cols) - 1)  # the last column (CMD) keeps its spaces
         if len(f) > pid_col and f[pid_col] in wanted:
-            print(line)
+            rows.append(f)
+    # docker's tabwriter for top: minwidth 20, padding 3
+    widths = [max(20, max(len(r[i]) for r in rows if i < len(r)) + 3) for i in range(len(cols))]
+    for r in rows:
+        print("".join(c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)))
     return 0
 
 
@@ -189,6 +192,8 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
 
     with session.open(g) as s:
         cs = [s.get(r) for r in ns.containers] if ns.containers else s.list()
+        # docker's .Container: the name or ID as the user gave it (the short ID otherwise)
+        names = dict(zip([c.id for c in cs], ns.containers or [], strict=False))
         if not ns.all and not ns.containers:
             cs = [c for c in cs if c.status in ("running", "paused")]
         for _ in range(1 if ns.no_stream else 1_000_000):
@@ -204,18 +209,24 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
                 use, lim = st.get("memory_usage", 0), st.get("memory_limit", 0)
                 if not lim or lim > 1 << 60:
                     lim = _host_mem()
-                rows.append({"ID": c.id[:12], "Name": c.name, "CPUPerc": f"{cpu:.2f}%",
-                             "MemUsage": f"{fmt.human_size(use)} / {fmt.human_size(lim)}",
+                rows.append({"Container": names.get(c.id, c.id[:12]), "ID": c.id[:12], "Name": c.name,
+                             "CPUPerc": f"{cpu:.2f}%",
+                             "MemUsage": f"{fmt.binary_size(use)} / {fmt.binary_size(lim)}",
                              "MemPerc": f"{(use / lim * 100 if lim else 0):.2f}%", "NetIO": "0B / 0B",
                              "BlockIO": "0B / 0B", "PIDs": str(st.get("pids", 0))})
             if ns.format:
-                print(fmt.render(ns.format, rows), flush=True)
+                print(fmt.render(ns.format, rows, _STATS_HEADERS), flush=True)
             else:
                 heads = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
-                print(fmt.table(heads, [list(r.values()) for r in rows]), flush=True)
+                print(fmt.table(heads, [list(r.values())[1:] for r in rows]), flush=True)
             if ns.no_stream:
                 break
     return 0
+
+
+_STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
+                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
+                  "PIDs": "PIDS"}
 
 
 def _host_mem() -> int:

@@ -27,6 +27,20 @@ def human_size(n: float) -> str:
     return f"{s}{_UNITS[i]}"
 
 
+def binary_size(n: float) -> str:
+    """go-units BytesSize: binary units, 4 significant digits ("796KiB", "23.54GiB"): docker stats' memory."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+    i = 0
+    v = float(n)
+    while v >= 1024 and i < len(units) - 1:
+        v /= 1024
+        i += 1
+    s = f"{v:.4g}"
+    if "e" in s:
+        s = f"{v:.0f}"
+    return f"{s}{units[i]}"
+
+
 def human_duration(seconds: float) -> str:
     """go-units HumanDuration ("Less than a second", "2 hours", "About a minute")."""
     s = int(seconds)
@@ -78,9 +92,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z0-9_]*)\s*}}")
 
 
-def render(template: str, objs: Sequence[dict[str, Any]]) -> str:
+def render(template: str, objs: Sequence[dict[str, Any]], headers: dict[str, str] | None = None) -> str:
     """``json`` -> one JSON object per line (docker's ``--format json``); otherwise a template.
-    A ``table`` prefix prints a header row of the field names."""
+    A ``table`` prefix prints a header row of the field names (``headers`` maps a field to the
+    verb's own column name, e.g. ps's ``ID`` -> ``CONTAINER ID``)."""
     if template.strip() == "json":
         return "\n".join(json.dumps(o, separators=(",", ":")) for o in objs)
     tpl = template.replace("\\t", "\t").replace("\\n", "\n")
@@ -106,7 +121,7 @@ def render(template: str, objs: Sequence[dict[str, Any]]) -> str:
 
     out = [one(o) for o in objs]
     if header:
-        head = _FIELD.sub(lambda m: _header_name(m.group(2)), tpl)
+        head = _FIELD.sub(lambda m: (headers or {}).get(m.group(2)) or _header_name(m.group(2)), tpl)
         rows = [head] + out
         if "\t" in tpl:
             split = [r.split("\t") for r in rows]

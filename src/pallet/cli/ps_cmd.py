@@ -8,6 +8,10 @@ from typing import Any
 
 from pallet.cli.fastfmt import FastFormatter
 
+# docker's column names for `ps --format 'table ...'`
+_HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
+            "LocalVolumes": "LOCAL VOLUMES"}
+
 
 def add_parser(sub: Any) -> None:
     for name, aliases in (("ps", list[str]()),):
@@ -102,6 +106,11 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
             r = ei.ps_row(c, size)
             if ns.no_trunc:
                 r["ID"] = c.id
+            # docker's .Command is quoted, and cut to 20 characters unless --no-trunc
+            cmd = r["Command"]
+            if not ns.no_trunc and len(cmd) > 20:
+                cmd = cmd[:19] + "…"
+            r["Command"] = json.dumps(cmd, ensure_ascii=False)
             rows.append(r)
     if ns.quiet:
         for r in rows:
@@ -110,7 +119,7 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
     from pallet.cli import fmt
 
     if ns.format:
-        out = fmt.render(ns.format, rows)
+        out = fmt.render(ns.format, rows, _HEADERS)
         if out:
             print(out)
         return 0
@@ -119,11 +128,7 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
         headers.append("SIZE")
     table = []
     for r in rows:
-        cmd = r["Command"]
-        if not ns.no_trunc and len(cmd) > 20:
-            cmd = cmd[:19] + "…"
-        line = [r["ID"], r["Image"], json.dumps(cmd, ensure_ascii=False), r["RunningFor"], r["Status"], r["Ports"],
-                r["Names"]]
+        line = [r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
         if ns.size:
             line.append(r["Size"])
         table.append(line)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time her
     from collections.abc import Callable, Iterator
 
 MAX_PARTIAL = 16 * 1024
+# moby's jsonlog escaping: \" \\ \n \r short; other control characters, <, >, & and U+2028/9 as \uXXXX
+_GO_ESC = {c: f"\\u{c:04x}" for c in [*range(0x20), 0x3c, 0x3e, 0x26, 0x2028, 0x2029]}
+_GO_ESC.update({0x22: '\\"', 0x5c: "\\\\", 0x0a: "\\n", 0x0d: "\\r"})
 
 
 class LogWriter:
@@ -59,8 +62,9 @@ class LogWriter:
 
     @staticmethod
     def _entry(stream: str, line: bytes) -> bytes:
-        return (json.dumps({"log": line.decode("utf-8", "replace"), "stream": stream, "time": now()})
-                + "\n").encode()
+        # byte for byte docker's json-file line: compact, UTF-8 kept, escaped as Go does
+        text = line.decode("utf-8", "replace").translate(_GO_ESC)
+        return f'{{"log":"{text}","stream":"{stream}","time":"{now()}"}}\n'.encode()
 
 
 def parse_since(value: str | None) -> str | None:
