@@ -25,6 +25,8 @@ def test_names_ports_isolation_connect(bb) -> None:  # type: ignore[no-untyped-d
     try:
         bb("network", "create", "app")
         bb("network", "create", "other")
+        assert "app bridge local\n" in bb("network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}").out
+        assert bb("network", "inspect", "-f", "{{.Name}} {{.Internal}}", "app").out == "app false\n"
         bb("run", "-d", "--name", "web", "--network", "app", "--network-alias", "www", "busybox",
            "httpd", "-f", "-p", "80", "-h", "/etc")
         wget = ("timeout", "5", "wget", "-q", "-O", "-")

@@ -45,6 +45,18 @@ def _ls(g: Any, ns: argparse.Namespace) -> None:
         else:
             raise InvalidArgument(f"invalid filter {key!r} (name, driver, label)")
     nets.sort(key=lambda n: n["Name"])
+    if ns.format and not ns.quiet:
+        from pallet.cli import fmt
+
+        # docker's ls row: ID short unless --no-trunc, Labels as k=v,k=v
+        rows = [{"ID": n["Id"] if ns.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+                 "Scope": n["Scope"], "Internal": str(n["Internal"]).lower(), "IPv6": "false",
+                 "CreatedAt": n["Created"].replace("T", " ").replace("Z", " +0000 UTC"), "Labels": ",".join(f"{k}={v}" for k, v in n["Labels"].items())}
+                for n in nets]
+        out = fmt.render(ns.format, rows, {"ID": "NETWORK ID"})
+        if out:
+            print(out)
+        return
     if ns.quiet:
         for n in nets:
             print(n["Id"] if ns.no_trunc else n["Id"][:12])
@@ -130,6 +142,7 @@ def add_parser(sub: Any) -> None:
     ls.add_argument("-q", "--quiet", action="store_true")
     ls.add_argument("--no-trunc", action="store_true")
     ls.add_argument("-f", "--filter", action="append", default=[], help="name=, driver=, label=")
+    ls.add_argument("--format", help="Go template ({{.ID}} {{.Name}} {{.Driver}} {{.Scope}} ...), table, json")
     ls.set_defaults(func=_ls)
 
     i = s.add_parser("inspect", help="show networks as JSON")
