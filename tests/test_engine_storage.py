@@ -36,7 +36,9 @@ def test_volumes_outlive_containers_and_are_shared(bb) -> None:  # type: ignore[
     bb("volume", "rm", "data", "etcvol")
     bb("volume", "create", "--label", "a=b", "named")
     assert bb("volume", "ls", "--filter", "label=a=b", "-q").out.split() == ["named"]
-    assert "named" in bb("volume", "prune", "-f").out
+    bb("run", "--rm", "--network", "none", "-v", "named:/n", "busybox", "sh", "-c", "head -c 1000 /dev/zero > /n/z")
+    out = bb("volume", "prune", "-f").out
+    assert "named" in out and "Total reclaimed space: 1kB" in out
     assert bb("volume", "ls", "-q").out == ""
     # --mount type=volume (named: created, kept) and type=tmpfs (size, mode)
     r = bb("run", "--rm", "--mount", "type=volume,src=mv,dst=/mv", "--mount", "type=tmpfs,dst=/mt,tmpfs-size=1m,"

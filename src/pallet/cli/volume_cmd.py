@@ -118,14 +118,31 @@ def _rm(g: Any, ns: argparse.Namespace) -> int:
 
 
 def _prune(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.cli.fmt import human_size
     from pallet.engine import session, volumes
 
     with session.open(g) as s:
+        sizes = {r[0]: _du(volumes.data_dir(s.root, r[0])) for r in volumes.list_all(s.conn)}
         removed = volumes.prune(s.conn, s.root, all_volumes=True)
     if removed:
         print("Deleted Volumes:")
         for n in removed:
             print(n)
         print()
-    print("Total reclaimed space: 0B")
+    print(f"Total reclaimed space: {human_size(sum(sizes.get(n, 0) for n in removed))}")
     return 0
+
+
+def _du(path: Any) -> int:
+    """Bytes of the regular files under PATH (symlinks not followed, errors skipped)."""
+    import os
+
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            total += st.st_size if not os.path.islink(os.path.join(dirpath, f)) else 0
+    return total
