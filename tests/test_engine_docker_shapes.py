@@ -44,3 +44,100 @@ def test_ps_stats_top_columns(bb) -> None:  # type: ignore[no-untyped-def]
     assert cmds == ["sh -c sleep 60 & sleep 61; wait", "sleep 60", "sleep 61"], lines
     assert bb("top", "sh1", "-o", "pid,comm").out.splitlines()[0].split() == ["PID", "COMMAND"]
     bb("rm", "-f", "sh1")
+
+
+def _pty_run(bb, script: str, on_out) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 99, 0, 0))
+    p = subprocess.Popen(bb.argv("run", "--rm", "-it", "--network", "none", "busybox", "sh", "-c", script),
+                         env=bb.env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    out = b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and p.poll() is None:
+        if select.select([master], [], [], 0.2)[0]:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+        on_out(out, p, slave, master)
+    p.wait(timeout=20)
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            out += os.read(master, 4096)
+        except OSError:
+            break
+    os.close(slave)
+    os.close(master)
+    return p.returncode, out.decode(errors="replace")
+
+
+def test_sigwinch_resizes_the_container_tty(bb) -> None:  # type: ignore[no-untyped-def]
+    import fcntl
+    import os
+    import signal
+    import struct
+    import termios
+
+    done = []
+
+    def step(out, p, slave, master):  # type: ignore[no-untyped-def]
+        if b"33 99" in out and not done:
+            # the user's terminal is resized: its size changes and the CLI gets SIGWINCH
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 41, 123, 0, 0))
+            p.send_signal(signal.SIGWINCH)
+            done.append(1)
+            import time
+
+            time.sleep(0.3)
+            os.write(master, b"go\r")
+
+    rc, text = _pty_run(bb, "stty size; read x; stty size", step)
+    assert rc == 0 and "33 99" in text and "41 123" in text, text
+
+
+def test_untested_flags_round_trip(bb) -> None:  # type: ignore[no-untyped-def]
+    """attach, exec -d, logs --since, --stop-timeout, --cpu-shares, --restart always|unless-stopped,
+    --privileged and --security-opt no-new-privileges from the CLI."""
+    import time
+
+    from engine_helpers import wait_until
+
+    bb("run", "-d", "--name", "at", "busybox", "sh", "-c", "echo early; sleep 1; echo late; exit 3")
+    r = bb("attach", "at", check=False, timeout=20)
+    assert r.rc == 3 and "late" in r.out and "early" not in r.out, r  # attach shows output from now on
+    assert bb("logs", "--since", "1h", "at").out.split() == ["early", "late"]
+    assert bb("logs", "--since", "2099-01-01T00:00:00Z", "at").out == ""
+    bb("run", "-d", "--name", "st", "--stop-timeout", "1", "--cpu-shares", "512", "busybox",
+       "sh", "-c", "trap '' TERM; sleep 60 & wait")
+    assert bb("inspect", "-f", "{{.Config.StopTimeout}} {{.HostConfig.CpuShares}}", "st").out.split() == ["1", "512"]
+    bb("exec", "-d", "st", "sh", "-c", "echo x > /tmp/mark")
+    assert wait_until(lambda: bb("exec", "st", "cat", "/tmp/mark", check=False).out == "x\n", 5)
+    t = time.monotonic()
+    bb("stop", "st")  # TERM is ignored: killed after --stop-timeout 1 s, not docker's default 10 s
+    assert time.monotonic() - t < 8
+    assert bb("inspect", "-f", "{{.State.ExitCode}}", "st").out.strip() == "137"
+    for pol in ("always", "unless-stopped"):
+        bb("run", "-d", "--name", pol, "--restart", pol, "busybox", "sh", "-c", "sleep 0.2; exit 0")
+    assert wait_until(lambda: all(int(bb("inspect", "-f", "{{.RestartCount}}", n).out) >= 2
+                                  for n in ("always", "unless-stopped")), 15)
+    bb("stop", "-t", "0", "unless-stopped")
+    n = bb("inspect", "-f", "{{.RestartCount}}", "unless-stopped").out
+    time.sleep(1)
+    assert bb("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "unless-stopped").out.split() == [n.strip(),
+                                                                                                     "exited"]
+    out = bb("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs",
+             "/proc/self/status").out
+    assert out.split() == ["NoNewPrivs:", "1"]
+    out = bb("run", "--rm", "--privileged", "busybox", "grep", "-E", "^(Seccomp|CapEff):", "/proc/self/status").out
+    caps = dict(ln.split() for ln in out.strip().splitlines())
+    assert caps["Seccomp:"] == "0" and int(caps["CapEff:"], 16) > 0xA80425FB
+    bb("rm", "-f", "at", "st", "always", "unless-stopped")
