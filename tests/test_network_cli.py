@@ -34,6 +34,13 @@ def test_names_ports_isolation_connect(bb) -> None:  # type: ignore[no-untyped-d
             assert wait_until(lambda h=host: bb("run", "--rm", "--network", "app", "busybox", *_sh(f"http://{h}/hostname"),
                                                check=False).rc == 0, 15)
         web_ip = _ip(bb, "web", "app")
+        # --add-host NAME:host-gateway: the host as the container reaches it (its network's gateway)
+        gw = json.loads(bb("network", "inspect", "app").out)[0]["IPAM"]["Config"][0]["Gateway"]
+        r = bb("run", "--rm", "--network", "app", "--add-host", "hg:host-gateway", "busybox", "grep", "-w", "hg",
+               "/etc/hosts")
+        assert r.out == f"{gw}\thg\n"
+        assert "needs a bridge network" in bb.fail("run", "--rm", "--network", "none", "--add-host", "hg:host-gateway",
+                                                   "busybox", "true").err
         members = json.loads(bb("network", "inspect", "-f", "{{json .Containers}}", "app").out)
         assert [(m["Name"], m["IPv4Address"]) for m in members.values()] == [("web", f"{web_ip}/24")]
         # another network: dropped

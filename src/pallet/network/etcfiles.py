@@ -20,15 +20,18 @@ MARKER = "# pallet: containers on shared networks (rewritten when one joins or l
 _BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
          "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
 DEFAULT_DNS = ("8.8.8.8", "8.8.4.4")  # docker's fallback when the host only has local resolvers
+HOST_GATEWAY = "host-gateway"
 
 
 def parse_add_host(spec: str, host_gateway: str = "") -> tuple[str, str]:
     """``--add-host NAME:IP`` (also ``NAME=IP``; IP ``host-gateway`` = the network's gateway)."""
     sep = "=" if "=" in spec else ":"
     name, _, ip = spec.partition(sep)
-    if ip == "host-gateway":
+    if ip == HOST_GATEWAY:
         if not host_gateway:
-            raise InvalidArgument(f"--add-host {spec}: host-gateway needs a bridge network")
+            if not name:
+                raise InvalidArgument(f"invalid --add-host {spec!r}: missing host name")
+            return name, HOST_GATEWAY  # resolved by hosts_content, which knows the container's address
         ip = host_gateway
     import ipaddress  # (only with --add-host)
 
@@ -50,10 +53,47 @@ def hosts_content(hostname: str, ip: str | None, extra: Iterable[tuple[str, str]
     """docker's /etc/hosts: localhost lines, --add-host lines, then "IP HOSTNAME" (when the
     container has an address), then pallet's peers section (only while there are peers: on the
     default bridge or none the file is byte for byte docker's)."""
+    extra = list(extra)
+    if any(addr == HOST_GATEWAY for _, addr in extra):
+        gw = host_address_towards(ip) if ip else ""
+        if not gw:
+            raise InvalidArgument("--add-host NAME:host-gateway needs a bridge network")
+        extra = [(name, gw if addr == HOST_GATEWAY else addr) for name, addr in extra]
     text = _BASE + "".join(f"{addr}\t{name}\n" for name, addr in extra)
     if ip:
         text += f"{ip}\t{hostname}\n"
     return text + _peer_lines(peers)
+
+
+def host_address_towards(ip: str, routes: str = "/proc/net/route") -> str:
+    """The host's address on the interface its routing table sends IP to (for a container on a
+    pallet network: its bridge, whose address is the gateway), or "" if none: docker's
+    ``host-gateway``, the host as the container reaches it."""
+    import fcntl
+    import socket
+    import struct
+
+    want = struct.unpack("<I", socket.inet_aton(ip))[0]
+    best, dev = -1, ""
+    try:
+        with open(routes) as f:
+            rows = [ln.split() for ln in f.read().splitlines()[1:]]
+    except OSError:
+        return ""
+    for cols in rows:
+        if len(cols) < 8 or cols[1] == "00000000":
+            continue
+        dest, mask = int(cols[1], 16), int(cols[7], 16)
+        if want & mask == dest and bin(mask).count("1") > best:
+            best, dev = bin(mask).count("1"), cols[0]
+    if not dev:
+        return ""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", dev.encode()[:15]))  # SIOCGIFADDR
+        except OSError:
+            return ""
+    return socket.inet_ntoa(res[20:24])
 
 
 def _peer_lines(peers: Iterable[tuple[str, Iterable[str]]]) -> str:
