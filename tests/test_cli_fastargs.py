@@ -18,7 +18,9 @@ SAME = [
     ["run", "-v", "/a:/b:ro", "-v", "/c:/d", "-p", "8080:80", "-P", "busybox"],
     ["run", "--pull", "never", "--pull=always", "busybox"],
     ["run", "-h", "host1", "-u", "0:0", "-w", "/tmp", "-m", "64m", "-c", "512", "busybox", "id"],
-    ["run", "--rm", "busybox", "--rm", "-e", "X", "--", "ls"],
+    ["run", "--rm", "busybox", "--rm", "-e", "X", "ls"],
+    ["run", "-p8080:80", "-Pit", "busybox", "sh", "-c", "echo -e x"],
+    ["run", "-c512", "--name", "n", "--name", "m", "-ti", "--entrypoint", "", "busybox"],
     ["run", "--name=", "busybox", ""],
     ["run", "busybox"],
     ["run", "-", "x"],
@@ -29,6 +31,7 @@ SAME = [
     ["exec", "-it", "-u", "root", "-w", "/", "-e", "A=1", "--env-file", "/f", "c1", "sh", "-c", "x"],
     ["exec", "-d", "--privileged", "c1", "sleep", "1"],
     ["exec", "c1"],
+    ["run", "busybox", "ls", "--color", "--network", "--net=x", "--help", "--env-", "-x", "--env"],
 ]
 
 DEFER = [
@@ -37,6 +40,8 @@ DEFER = [
     ["run", "-e=A", "busybox"], ["run", "--rm=1", "busybox"], ["run", "--pull", "sometimes", "busybox"],
     ["run", "--", "busybox"], ["run", "-iz", "busybox"], ["run", "-it=x", "busybox"], ["-v"], ["--log-level", "loud", "run", "busybox"],
     ["--bogus", "run", "busybox"], ["run", "--name"], ["ps"],
+    ["run", "busybox", "sh", "--netw"], ["exec", "c1", "x", "--e=1"],
+    ["exec", "c1", "--", "ls"], ["run", "busybox", "--", "x"], ["run", "--rm", "busybox", "--rm", "--", "ls"],
 ]
 
 

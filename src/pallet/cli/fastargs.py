@@ -7,7 +7,7 @@ argparse is built from the same tables, so the two cannot drift, and ``tests/tes
 checks that both produce the same namespace for a set of command lines.
 
 ``parse(argv)`` returns the namespace argparse would, or ``None`` for anything outside the
-plain grammar (``--help``, an error, an abbreviation, ``--``, a value that starts with ``-``,
+plain grammar (``--help``, an error, an abbreviation, any ``--``, a value that starts with ``-``,
 ``-e=X``...): the caller then runs argparse, so every message and exit code stays argparse's.
 
 Grammar accepted (docker's): global ``--root/--runroot/--log-level [=]VALUE`` before the verb;
@@ -106,6 +106,8 @@ def parse(argv: list[str]) -> Namespace | None:
         return None
     flags, first, func = table
     out["verb"] = verb
+    if "--" in argv:  # argparse drops some "--" even after the image (version-dependent): let it decide
+        return None
     if not _parse_verb(argv[i + 1:], flags, first, out):
         return None
     out["func"] = func
@@ -131,12 +133,15 @@ def _parse_verb(args: list[str], flags: tuple[Flag, ...], first: str, out: dict[
             out[dest] = val
         return True
 
+    longs = [nm for nm in by_name if nm.startswith("--")] + ["--help"]
     while i < n:
         a = args[i]
         if not a.startswith("-") or a == "-":
             out[first] = a
             out["command"] = args[i + 1:]
-            return True
+            # argparse classifies every word, the command's too: an ambiguous abbreviation of two
+            # of the verb's long flags (``--netw``) is its error even there
+            return not any(_ambiguous(w, longs) for w in args[i + 1:] if w.startswith("--"))
         if a.startswith("--"):
             name, eq, val = a.partition("=")
             spec = by_name.get(name)
@@ -179,3 +184,10 @@ def _parse_verb(args: list[str], flags: tuple[Flag, ...], first: str, out: dict[
             break
         i += 1
     return False  # no image/container: argparse's error
+
+
+def _ambiguous(word: str, longs: list[str]) -> bool:
+    prefix = word.partition("=")[0]
+    if prefix in longs:
+        return False
+    return sum(1 for nm in longs if nm.startswith(prefix)) > 1
