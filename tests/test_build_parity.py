@@ -134,3 +134,15 @@ def test_add_url_archive_is_not_extracted(bb: Pallet, tmp_path: Path) -> None:
     assert t["/u3/arc.tar.gz"].mode == 0o600 and "/u3/t" not in t        # docker: kept as a file
     created = config(bb, "urltar")["history"][-1]["created_by"]
     assert created.startswith("/bin/sh -c #(nop) ADD ") and "file:" not in created
+
+
+def test_label_flags_are_one_unexpanded_step_each(bb: Pallet, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path, {"Dockerfile": "FROM busybox AS x\nLABEL s=x\nFROM busybox\nLABEL s=z\n"})
+    out = bb("build", "-t", "lbls", "--target", "x", "--label", "s=q", "--label", "c=x y $z", "--label", "a=b",
+             str(ctx)).out
+    # docker: sorted, one "LABEL k=v" step per flag, on the target stage, no substitution
+    assert "Step 3/5 : LABEL a=b\n" in out and "Step 4/5 : LABEL c=x y $z\n" in out and "Step 5/5 : LABEL s=q\n" in out
+    cfg = config(bb, "lbls")
+    assert cfg["config"]["Labels"] == {"a": "b", "c": "x y $z", "s": "q"}
+    assert [h["created_by"] for h in cfg["history"][-3:]] == [
+        "/bin/sh -c #(nop)  LABEL a=b", "/bin/sh -c #(nop)  LABEL c=x y $z", "/bin/sh -c #(nop)  LABEL s=q"]

@@ -121,7 +121,7 @@ class Builder:
         self.meta = stages.meta_arg_values(self.df, self.opts.build_args)
         self.used_args.update(k for a in self.df.meta_args for k, _ in a.pairs)
         plan = stages.plan(self.df, self.opts.target, self.meta)
-        total = len(self.df.meta_args) + sum(1 + len(st.commands) for st in plan) + (1 if self.opts.labels else 0)
+        total = len(self.df.meta_args) + sum(1 + len(st.commands) for st in plan) + len(self.opts.labels)
         n = 0
         for a in self.df.meta_args:
             n += 1
@@ -136,12 +136,13 @@ class Builder:
                 n += 1
                 self.say(f"Step {n}/{total} : {inst.original}")
                 state = self.step(sc, state, inst)
-            if st is plan[-1] and self.opts.labels:
-                n += 1
-                pairs = sorted(self.opts.labels.items())
-                text = "LABEL " + " ".join(f"{json.dumps(k)}='{v}'" for k, v in pairs)
-                self.say(f"Step {n}/{total} : {text}")
-                state = self.step(sc, state, ins.Label(st.from_.line, st.from_.line, text, pairs=pairs))
+            if st is plan[-1]:
+                for k, v in sorted(self.opts.labels.items()):  # docker: one LABEL step per --label
+                    n += 1
+                    text = f"LABEL {k}={v}"
+                    self.say(f"Step {n}/{total} : {text}")
+                    label = ins.Label(st.from_.line, st.from_.line, text, pairs=[(k, v)])
+                    state = self.steps.run(sc, state, label)  # not expanded (docker's NoExp)
             self.done[st.index] = state
         assert state is not None
         unused = sorted(k for k, v in self.opts.build_args.items()
