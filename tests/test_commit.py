@@ -74,6 +74,21 @@ def test_commit_without_changes_is_an_empty_layer(p: Pallet) -> None:
     assert len(cfg["rootfs"]["diff_ids"]) == 1 and cfg["history"][-1]["empty_layer"] is True
 
 
+def test_commit_changes_are_expanded_like_docker(p: Pallet) -> None:
+    p("create", "--name", "c4", "busybox", "true")
+    try:
+        p("commit", "-c", "ENV A=1 B=$A", "-c", "ENV C=${A}2", "-c", "WORKDIR /w/$C", "-c", "CMD echo $A",
+          "-c", 'ENTRYPOINT ["e"]', "-c", "USER ${U:-nobody}", "c4", "expanded")
+    finally:
+        p("rm", "-f", "c4")
+    c = config(p, "expanded")["config"]
+    # docker commit: substitution with the Env the earlier changes left (not later on the same
+    # line), none in CMD; ENTRYPOINT after a CMD of the same commit keeps it
+    assert [e for e in c["Env"] if e[0] in "ABC"] == ["A=1", "B=", "C=12"]
+    assert (c["WorkingDir"], c["User"]) == ("/w/12", "nobody")
+    assert c["Cmd"] == ["/bin/sh", "-c", "echo $A"] and c["Entrypoint"] == ["e"]
+
+
 def test_commit_bad_change_leaves_nothing(p: Pallet) -> None:
     p("create", "--name", "c3", "busybox", "true")
     try:

@@ -35,10 +35,10 @@ def _bool(v: str) -> bool:
 
 
 def _commit(g: Any, ns: argparse.Namespace) -> int:
+    from pallet.build.changes import apply_changes
     from pallet.build.commit import commit_upper
     from pallet.engine import session
     from pallet.engine.containers import Dirs
-    from pallet.image.changes import apply_changes
     from pallet.oci.digest import Digest
     from pallet.oci.reference import Reference
     from pallet.store import Store
