@@ -141,3 +141,23 @@ def test_untested_flags_round_trip(bb) -> None:  # type: ignore[no-untyped-def]
     caps = dict(ln.split() for ln in out.strip().splitlines())
     assert caps["Seccomp:"] == "0" and int(caps["CapEff:"], 16) > 0xA80425FB
     bb("rm", "-f", "at", "st", "always", "unless-stopped")
+
+
+def test_attach_after_stdin_ends_still_gets_output_and_code(bb, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """docker's attach/start -i: the end of the client's stdin closes the container's stdin only;
+    the output and the exit code still come. Stdin may be /dev/null or a file (not pollable)."""
+    import subprocess
+
+    bb("run", "-d", "--name", "ai", "busybox", "sh", "-c", "sleep 1; echo bye; exit 4")
+    r = subprocess.run(bb.argv("start", "-i", "ai"), env=bb.env, stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=20)
+    assert (r.returncode, r.stdout) == (4, b"bye\n"), r
+    f = tmp_path / "in"
+    f.write_text("from-a-file\n")
+    bb("run", "-d", "-i", "--name", "ai2", "busybox", "sh", "-c", "sleep 0.5; cat; echo end; exit 5")
+    with open(f, "rb") as fin:
+        r = subprocess.run(bb.argv("attach", "ai2"), env=bb.env, stdin=fin, capture_output=True, timeout=20)
+    assert (r.returncode, r.stdout) == (5, b"from-a-file\nend\n"), r
+    r = bb("start", "-ai", "ai2", input="piped\n", timeout=20, check=False)
+    assert (r.rc, r.out) == (5, "piped\nend\n"), r
+    bb("rm", "ai", "ai2")

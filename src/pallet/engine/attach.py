@@ -31,7 +31,10 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, "sock")
     if stdin:
-        sel.register(0, selectors.EVENT_READ, "stdin")
+        try:
+            sel.register(0, selectors.EVENT_READ, "stdin")
+        except PermissionError:  # epoll refuses regular files and /dev/null: always readable, send it all now
+            _send_all_then_eof(sock)
     buf = b""
     done = False
 
@@ -70,6 +73,17 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
                     else:
                         os.write(1 if kind == 1 else 2, payload)
     return code
+
+
+def _send_all_then_eof(sock: Any) -> None:
+    import socket
+
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        sock.sendall(data)
+    sock.shutdown(socket.SHUT_WR)
 
 
 class _Null:

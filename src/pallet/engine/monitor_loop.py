@@ -185,15 +185,11 @@ class Monitor:
             if not w.io.tty and w.io.in_w >= 0:
                 os.close(w.io.in_w)
                 w.io.in_w = -1
+            # the client's stdin ended (a half-close): it still gets the output and the exit code,
+            # as docker's attach does; a client that went away is dropped when a send to it fails
             self.sel.unregister(c)
-            self.sel.register(c, selectors.EVENT_READ, ("closed", w))
             return
         self._on_stdin_data(w, data)
-
-    def _on_closed(self, c: socket.socket, w: Watched) -> None:
-        if w in self.by_id.values() and c in w.clients:
-            w.clients.remove(c)
-        self._drop_client(c)
 
     def _on_stdin_data(self, w: Watched, data: bytes) -> None:
         fd = w.io.master if w.io.tty else w.io.in_w
@@ -223,6 +219,7 @@ class Monitor:
                     c.sendall(f)
                 except OSError:
                     w.clients.remove(c)
+                    self._drop_client(c)
         return True
 
     # -- containers -----------------------------------------------------------------------------
