@@ -141,6 +141,9 @@ def test_untested_flags_round_trip(bb) -> None:  # type: ignore[no-untyped-def]
     caps = dict(ln.split() for ln in out.strip().splitlines())
     assert caps["Seccomp:"] == "0" and int(caps["CapEff:"], 16) > 0xA80425FB
     bb("rm", "-f", "at", "st", "always", "unless-stopped")
+    r = bb("rm", "-f", "nosuchctr", check=False)  # docker 28: the error is printed, the exit is 0
+    assert r.rc == 0 and "No such container: nosuchctr" in r.err
+    assert bb.fail("rm", "nosuchctr").rc == 1
 
 
 def test_attach_after_stdin_ends_still_gets_output_and_code(bb, tmp_path) -> None:  # type: ignore[no-untyped-def]

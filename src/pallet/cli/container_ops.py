@@ -9,10 +9,12 @@ from typing import Any
 from pallet.cli.fastfmt import FastFormatter
 
 
-def _each(g: Any, refs: list[str], fn: Callable[[Any, Any, str], None], quiet: bool = False) -> int:
-    """docker's multi-container verbs: act on each, print the ref on success, an error line otherwise."""
+def _each(g: Any, refs: list[str], fn: Callable[[Any, Any, str], None], quiet: bool = False,
+          missing_ok: bool = False) -> int:
+    """docker's multi-container verbs: act on each, print the ref on success, an error line otherwise
+    (``missing_ok``: an unknown container still prints its error but does not fail, as ``rm -f``)."""
     from pallet.engine import session
-    from pallet.errors import PalletError
+    from pallet.errors import NotFound, PalletError
 
     rc = 0
     with session.open(g) as s:
@@ -23,7 +25,8 @@ def _each(g: Any, refs: list[str], fn: Callable[[Any, Any, str], None], quiet: b
                     print(ref, flush=True)
             except PalletError as e:
                 print(f"Error: {e}", file=sys.stderr)
-                rc = 1
+                if not (missing_ok and isinstance(e, NotFound)):
+                    rc = 1
     return rc
 
 
@@ -103,7 +106,8 @@ def add_container_verbs(sub: Any) -> None:
 
 
 def _rm(g: Any, ns: argparse.Namespace) -> int:
-    return _each(g, ns.containers, lambda s, c, r: s.remove(c, force=ns.force, volumes=ns.volumes))
+    return _each(g, ns.containers, lambda s, c, r: s.remove(c, force=ns.force, volumes=ns.volumes),
+                 missing_ok=ns.force)
 
 
 def _port(g: Any, ns: argparse.Namespace) -> int:
