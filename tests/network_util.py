@@ -86,7 +86,7 @@ def _strip_link(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in ("stats", "stats64", "operstate_change")}
 
 
-def _nft_tables(text: str, keep_table: str) -> list[str]:
+def _nft_tables(text: str, keep_table: str, keep_chains: tuple[str, ...] = ()) -> list[str]:
     """nft ruleset lines, without other pallet roots' tables (``table ip pallet_*``), without
     chains of other engines (DOCKER*, NETAVARK*, CNI*), and without bare braces and blank
     lines (structure that other engines' chains come and go with)."""
@@ -97,7 +97,9 @@ def _nft_tables(text: str, keep_table: str) -> list[str]:
             name = ln.split()[2]
             skip = name.startswith("pallet") and name != keep_table
         elif st.startswith("chain "):
-            skip_chain = bool(_DOCKER.search(st))
+            chain = st.split()[1] if len(st.split()) > 1 else ""
+            # other roots' PALLET-* chains (iptables-nft's filter table) come and go with their tests
+            skip_chain = bool(_DOCKER.search(st)) or (chain.startswith("PALLET-") and chain not in keep_chains)
         if not skip and not skip_chain and st not in ("", "}"):
             out.append(ln)
         if ln == "}":
@@ -145,8 +147,9 @@ def snapshot(prefix: str | None = None, root: str | None = None) -> dict[str, ob
             return names is not None and any(c in ln.split() or f":{c}" in ln.split()
                                              for c in (names.fwd, names.post, names.ports))
         return True
-    nft = [ln for ln in _nft_tables(sh("nft", "-s", "list", "ruleset").stdout, names.table if names else "pallet_?")
-           if mine(ln)]
+    keep = (names.fwd, names.post, names.ports) if names else ()
+    nft = [ln for ln in _nft_tables(sh("nft", "-s", "list", "ruleset").stdout, names.table if names else "pallet_?",
+                                    keep) if mine(ln)]
     ipt = [re.sub(r"\[\d+:\d+\]", "", ln) for ln in sh("iptables-save").stdout.splitlines()
            if not ln.startswith("#") and mine(ln)]
     return {"links": links, "addrs": addrs, "routes": routes, "nft": nft, "iptables": ipt}

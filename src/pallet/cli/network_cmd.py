@@ -49,11 +49,11 @@ def _ls(g: Any, ns: argparse.Namespace) -> None:
         from pallet.cli import fmt
 
         # docker's ls row: ID short unless --no-trunc, Labels as k=v,k=v
-        rows = [{"ID": n["Id"] if ns.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+        objs = [{"ID": n["Id"] if ns.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
                  "Scope": n["Scope"], "Internal": str(n["Internal"]).lower(), "IPv6": "false",
                  "CreatedAt": n["Created"].replace("T", " ").replace("Z", " +0000 UTC"), "Labels": ",".join(f"{k}={v}" for k, v in n["Labels"].items())}
                 for n in nets]
-        out = fmt.render(ns.format, rows, {"ID": "NETWORK ID"})
+        out = fmt.render(ns.format, objs, {"ID": "NETWORK ID"})
         if out:
             print(out)
         return
