@@ -55,6 +55,9 @@ def tree_of_archive(data: bytes) -> tuple[dict[str, tuple], dict[str, Any], list
                     data_hash = hashlib.sha256(tf.extractfile(m).read()).hexdigest()[:12]  # type: ignore[union-attr]
                 if p in SKIP:
                     continue
+                if not m.isdir():  # a non-directory replaces a directory and all below it
+                    for k in [k for k in tree if k.startswith(p + "/")]:
+                        del tree[k]
                 # docker's tars carry the file-type bits in the mode field (Go's FileInfoHeader)
                 tree[p] = (m.type.decode() if isinstance(m.type, bytes) else str(m.type), oct(m.mode & 0o7777),
                            m.uid, m.gid, data_hash, m.linkname)

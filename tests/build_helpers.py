@@ -46,6 +46,9 @@ def image_tree(pallet: Any, name: str) -> dict[str, Entry]:
                         kind = {tarfile.REGTYPE: "f", tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l",
                                 tarfile.LNKTYPE: "h", tarfile.CHRTYPE: "c"}.get(m.type, "?")
                         data = tf.extractfile(m).read() if m.isreg() else b""  # type: ignore[union-attr]
+                        if kind != "d":  # a non-directory replaces a directory and all below it
+                            for k in [k for k in tree if k.startswith(p + "/")]:
+                                del tree[k]
                         tree[p] = Entry(kind, m.mode, m.uid, m.gid, data, m.linkname)
     return tree
 

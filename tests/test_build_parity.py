@@ -146,3 +146,23 @@ def test_label_flags_are_one_unexpanded_step_each(bb: Pallet, tmp_path: Path) ->
     assert cfg["config"]["Labels"] == {"a": "b", "c": "x y $z", "s": "q"}
     assert [h["created_by"] for h in cfg["history"][-3:]] == [
         "/bin/sh -c #(nop)  LABEL a=b", "/bin/sh -c #(nop)  LABEL c=x y $z", "/bin/sh -c #(nop)  LABEL s=q"]
+
+
+def test_copy_replaces_a_symlink_named_in_a_dir_dest_and_repeated_layers_stack(bb: Pallet, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path, {"d1/x/f": "1\n", "a2": "b\n", "Dockerfile": """FROM busybox
+RUN mkdir -p /real/sub /d/x/a2 && ln -s /real /link && touch /d/x/a2/keep
+COPY --from=busybox /bin/sh /bin/
+COPY d1 /link/sub/
+COPY a2 /d/x/
+COPY d1 /real/sub/
+RUN test -f /real/sub/x/f
+"""})
+    bb("build", "-t", "symdest", str(ctx))
+    t = image_tree(bb, "symdest")
+    # docker: the dir is resolved, the name in it is not: the symlink /bin/sh becomes the file
+    # (and /bin/busybox is untouched); a directory there is replaced
+    assert t["/bin/sh"].kind == "f" and t["/bin/sh"].data == t["/bin/busybox"].data
+    assert t["/d/x/a2"].kind == "f" and "/d/x/a2/keep" not in t
+    # the two COPY d1 steps make the same layer; the next RUN still mounts (no repeated lowerdir)
+    ids = config(bb, "symdest")["rootfs"]["diff_ids"]
+    assert ids[3] == ids[5]

@@ -207,9 +207,11 @@ class _Copier:
         dest_is_dir = dir_hint or os.path.isdir(host_dest)
         for item in plan.items:
             if item.content is not None:
-                target = posixpath.join(dest, item.name) if dest_is_dir else dest
-                self.mkdirs(posixpath.dirname(target))
-                hp = secure_join(self.root, target)
+                if dest_is_dir:
+                    hp = os.path.join(self.mkdirs(dest), item.name)
+                else:
+                    self.mkdirs(posixpath.dirname(dest))
+                    hp = secure_join(self.root, dest)
                 self._clear(hp, False)
                 with open(hp, "wb") as f:
                     f.write(item.content)
@@ -225,11 +227,15 @@ class _Copier:
                 hd = self.mkdirs(dest)
                 _extract(item.path, hd)
                 continue
-            target = posixpath.join(dest, item.name) if dest_is_dir else dest
-            self.mkdirs(posixpath.dirname(target) or "/")
-            hp = secure_join(self.root, target)
-            if os.path.isdir(hp) and not os.path.islink(hp):
-                hp = os.path.join(hp, item.name)
+            if dest_is_dir:
+                # docker resolves the directory, not the name in it: a symlink or a directory
+                # already there is replaced by the file
+                hp = os.path.join(self.mkdirs(dest), item.name)
+            else:
+                self.mkdirs(posixpath.dirname(dest) or "/")
+                hp = secure_join(self.root, dest)
+                if os.path.isdir(hp) and not os.path.islink(hp):
+                    hp = os.path.join(hp, item.name)
             self.copy_entry(item.path, hp, st)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pallet.build import dispatch, stages
@@ -326,12 +326,25 @@ class Builder:
         return {"mediaType": mt.DOCKER_LAYER, "digest": str(new.diff_id), "size": new.size}, str(new.diff_id)
 
     def lowerdirs(self, state: State) -> list[str]:
-        return [str(self.store.layer_dir(_digest(d))) for d in reversed(state.diff_ids)]
+        return unique_lowers(str(self.store.layer_dir(_digest(d))) for d in reversed(state.diff_ids))
 
     def cleanup(self, path: str) -> None:
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
+
+
+def unique_lowers(dirs: Iterable[str]) -> list[str]:
+    """Top-first layer dirs with repeats dropped: two steps can make the same layer (same
+    diff-id, one dir in the store) and overlayfs refuses a lowerdir twice (ELOOP). The top copy
+    already shows everything the lower one would (its files, whiteouts and opaque dirs)."""
+    seen: set[str] = set()
+    out = []
+    for d in dirs:
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
 
 
 def _digest(d: str) -> Any:

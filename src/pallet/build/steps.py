@@ -189,7 +189,9 @@ class StepRunner:
                         raise type(e)(f"{what} --from={from_ref}: no build stage or image named {from_ref!r} "
                                       f"({e})") from None
                     src_key = "image:" + str(rec.id)
-                    source_lowers = [str(p) for p in b.store.lowerdirs(rec)]
+                    from pallet.build.executor import unique_lowers
+
+                    source_lowers = unique_lowers(str(p) for p in b.store.lowerdirs(rec))
                 plan.from_patterns = list(inst.sources)
                 checksum = src_key + "\0" + "\0".join(inst.sources)
                 kind = "multi" if len(inst.sources) > 1 else "file"
