@@ -48,6 +48,9 @@ def test_diff_commit_roundtrip(p: Pallet) -> None:
     h = cfg["history"][-1]
     assert h["comment"] == "my message" and h["author"] == "Jane <j@x>" and "sleep 60" in h["created_by"]
     assert cfg["author"] == "Jane <j@x>" and len(cfg["rootfs"]["diff_ids"]) == 2
+    rows = p("history", "--no-trunc", "committed:v1").out.splitlines()  # every commit: size, command
+    assert rows[0].split()[:3] == ["IMAGE", "CREATED", "CREATED"] and len(rows) == 3
+    assert "sleep 60" in rows[1] and "my message" in rows[1] and ("kB" in rows[1] or "MB" in rows[1])
     t = image_tree(p, "committed:v1")
     assert "/etc/group" not in t and set(k for k in t if k.startswith("/root")) == {"/root", "/root/new"}
     assert t["/link"].kind == "l" and t["/link"].link == "/a/b/f"
