@@ -95,9 +95,15 @@ class LightStore:
         return rec
 
     def lowerdirs(self, rec: ImageInfo) -> list[FsPath]:
-        """Layer trees, top layer first (overlayfs order)."""
+        """Layer trees, top layer first (overlayfs order). A layer that appears twice in the
+        image (two steps that made the same tree) is listed once, at its top-most place:
+        overlayfs refuses a repeated lowerdir (ELOOP), and the top copy shows all the lower would."""
         out = []
+        seen: set[str] = set()
         for d in reversed(rec.diff_ids):
+            if d in seen:
+                continue
+            seen.add(d)
             p = self.paths.root / "layers" / d.split(":", 1)[-1] / "diff"
             if not os.path.exists(self.paths.root / "layers" / d.split(":", 1)[-1] / "layer.json"):
                 raise NotFound(f"layer {d} not found in the store")

@@ -330,8 +330,10 @@ class Store:
             gc.delete_image(self, image_id)
 
     def lowerdirs(self, rec: ImageRecord) -> list[Path]:
-        """Layer trees, TOP layer first (the order overlayfs lowerdir= wants)."""
-        return [self.layer_dir(d) for d in reversed(rec.diff_ids)]
+        """Layer trees, TOP layer first (the order overlayfs lowerdir= wants). A layer repeated
+        in the image is listed once, at its top-most place (overlayfs refuses a repeated
+        lowerdir with ELOOP; the top copy already shows everything the lower one would)."""
+        return [self.layer_dir(d) for d in dict.fromkeys(reversed(rec.diff_ids))]
 
     @contextmanager
     def temp_dir(self, prefix: str = "tmp-") -> Iterator[Path]:
