@@ -46,6 +46,7 @@ CREATE_FLAGS: tuple[tuple, ...] = (
     (("--dns",), "many", None, None),
     (("--add-host",), "many", None, None),
     (("--pull",), "one", "missing", ("always", "missing", "never")),
+    (("-q", "--quiet"), "flag", None, None),
     (("-i", "--interactive"), "flag", None, None),
     (("-t", "--tty"), "flag", None, None),
 )
@@ -121,27 +122,48 @@ def options(ns: argparse.Namespace) -> Any:
 
 
 def _pull(g: Any, ns: argparse.Namespace, store: Any) -> None:
-    """``--pull always|missing|never`` through the registry client's ``ensure_image``."""
+    """``--pull always|missing|never``: a missing image is pulled with docker's messages on stderr
+    ("Unable to find image 'REF' locally", the layer lines, the Digest and Status lines); ``-q``
+    silences them. Only reached when pulling: the registry client is imported lazily."""
     from pallet.errors import NotFound
 
     if ns.pull == "never":
         return
-    if ns.pull == "missing":
-        try:
-            store.resolve_image(ns.image)
-            return
-        except NotFound:
-            pass
+    missing = False
     try:
-        from pallet.engine.distribution import ensure_image
+        store.resolve_image(ns.image)
+        if ns.pull == "missing":
+            return
+    except NotFound:
+        missing = True
+    try:
+        from pallet.engine.distribution import pull
     except ImportError:
         return  # no registry client: create fails with "No such image"
-    from pallet.errors import PalletError
+    import sys
 
+    from pallet.distribution.client.progress import NullProgress
+    from pallet.errors import PalletError
+    from pallet.oci.reference import Reference
+
+    from .pull_progress import PlainProgress
+
+    quiet = getattr(ns, "quiet", False)
+    if missing and not quiet:
+        try:
+            shown = Reference.parse(ns.image).familiar
+        except PalletError:
+            shown = ns.image
+        print(f"Unable to find image '{shown}' locally", file=sys.stderr, flush=True)
+    prog = NullProgress() if quiet else PlainProgress(sys.stderr)
     try:
-        ensure_image(store.full(), ns.image, policy=ns.pull)
+        recs = pull(store.full(), ns.image, progress=prog)
     except PalletError as e:
         raise NotFound(f"No such image: {ns.image} (not stored locally; pulling it failed: {e})") from None
+    if not quiet:
+        for p in recs:
+            word = "Downloaded newer image" if p.downloaded else "Image is up to date"
+            print(f"Status: {word} for {p.ref.familiar}", file=sys.stderr, flush=True)
 
 
 def _create(g: Any, ns: argparse.Namespace) -> int:

@@ -84,7 +84,9 @@ def resolve_user(c: Container, dirs: Dirs, user: str) -> tuple[int, int, list[in
             if not gname.isdigit():
                 raise InvalidArgument(f"unable to find group {gname}: no matching entries in group file")
             gid = int(gname)
-    extra: list[int] = []
+    # docker (moby getUser) always lists the primary gid first among the supplementary groups,
+    # then the /etc/group memberships of a named user: `id` shows groups=<gid> even with none
+    extra: list[int] = [int(gid or 0)]
     if name is not None and not gname:
         for row in groups:
             if len(row) >= 4 and name in row[3].split(",") and int(row[2]) != gid:
