@@ -22,24 +22,28 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections import namedtuple
 
 from pallet.errors import OSFailure
 from pallet.network.endpoint import Endpoints
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
-from pallet.network.ports import Reservation
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re, contextlib, ...) is not imported on the run path
+    from collections.abc import Iterable
+    from typing import Any
 
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
 
 
-class Setup(NamedTuple):
-    ip: str
-    gateway: str
-    info: dict[str, Any]  # for the container record: what inspect/ps/port read
-    reservation: Reservation
+class Setup(namedtuple("Setup", "ip gateway info reservation")):
+    """(ip, gateway, info: the container record's network part (what inspect/ps/port read),
+    reservation: the ports.Reservation to keep open while the container runs).
+    ``collections.namedtuple``: ``typing.NamedTuple`` would import typing on the run path."""
+
+    __slots__ = ()
 
 
 def _libc() -> Any:

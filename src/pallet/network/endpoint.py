@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections import namedtuple
 
 from pallet.errors import Conflict, NotFound, OSFailure
 from pallet.network import ipam, ipv4, links, ports
 from pallet.network.manager import DEFAULT_NETWORK, Networks, check_owned
 from pallet.network.model import Endpoint, NetworkConfig, PortMapping
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re, contextlib, ...) is not imported on the run path
+    from collections.abc import Iterable
 
-class Attachment(NamedTuple):
-    network: NetworkConfig
-    endpoint: Endpoint
-    reservation: ports.Reservation
+
+class Attachment(namedtuple("Attachment", "network endpoint reservation")):
+    """(network: NetworkConfig, endpoint: Endpoint, reservation: ports.Reservation).
+    ``collections.namedtuple``: ``typing.NamedTuple`` would import typing on the run path."""
+
+    __slots__ = ()
 
 
 def _veth_name(endpoint_id: str) -> str:

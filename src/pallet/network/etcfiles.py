@@ -12,9 +12,12 @@ at the old file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 from pallet.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re, contextlib, ...) is not imported on the run path
+    from collections.abc import Iterable
 
 MARKER = "# pallet: containers on shared networks (rewritten when one joins or leaves)\n"
 _BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -135,6 +138,7 @@ def resolv_conf_content(dns: Iterable[str] = (), search: Iterable[str] = (), opt
     container's netns); with none left, 8.8.8.8 and 8.8.4.4. --dns/--dns-search/--dns-option
     replace the corresponding lines."""
     dns, search, options = list(dns), list(search), list(options)
+    flags = bool(dns or search or options)
     if dns:
         import ipaddress  # (only with --dns)
     for d in dns:
@@ -150,6 +154,10 @@ def resolv_conf_content(dns: Iterable[str] = (), search: Iterable[str] = (), opt
         search = [w for ln in lines if ln.startswith(("search", "domain")) for w in ln.split()[1:]]
     if not options:
         options = [w for ln in lines if ln.startswith("options") for w in ln.split()[1:]]
+    if flags:  # docker's resolvconf.Build: search first, `--dns-search .` means none
+        out = f"search {' '.join(search)}\n" if search and " ".join(search).strip(" ") != "." else ""
+        out += "".join(f"nameserver {d}\n" for d in dns)
+        return out + (f"options {' '.join(options)}\n" if options else "")
     out = "".join(f"nameserver {d}\n" for d in dns)
     if search:
         out += f"search {' '.join(search)}\n"

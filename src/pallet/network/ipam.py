@@ -7,11 +7,13 @@ once (a peer's ARP cache may still point at the old MAC).
 """
 from __future__ import annotations
 
-from typing import Any
-
 from pallet.errors import Conflict, InvalidArgument, Unavailable
 from pallet.network import ipv4
 from pallet.network.model import NetworkConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re, contextlib, ...) is not imported on the run path
+    from typing import Any
 
 
 def allocate(net: NetworkConfig, state: dict[str, Any], want: str | None = None) -> str:

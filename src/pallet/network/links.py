@@ -12,11 +12,16 @@ same three operations and pass the same tests (tests/test_network_links.py).
 from __future__ import annotations
 
 import os
-import socket
-from types import ModuleType
+
+# _socket, not socket (selectors, enum): only if_nametoindex is needed
+from _socket import if_nametoindex
 
 from pallet.errors import InvalidArgument
 from pallet.network.rtnl import Netlink, netlink_in, open_netns
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
 BACKENDS = ("rtnl", "pyroute2")
 
@@ -49,7 +54,7 @@ def plug(bridge: str, veth: str, ifname: str, netns: str | int, mtu: int, mac: s
          broadcast: str, gateway: str | None) -> None:
     with open_netns(netns) as nsfd, Netlink() as nl:
         # if_nametoindex is one ioctl; RTM_GETLINK makes the kernel serialise the whole link
-        nl.add_veth(veth, ifname, nsfd, mtu, socket.if_nametoindex(bridge), peer_mac=mac)
+        nl.add_veth(veth, ifname, nsfd, mtu, if_nametoindex(bridge), peer_mac=mac)
         with netlink_in(nsfd, str(netns), ifname) as inner:
             idx = inner.peer_index
             inner.add_addr(idx, ip, prefixlen, broadcast)

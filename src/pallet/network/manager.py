@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
-from typing import Any
 
 from pallet.errors import Conflict, InvalidArgument, NotFound
 from pallet.network.model import (
@@ -25,6 +23,11 @@ from pallet.network.model import (
     pseudo_network,
 )
 from pallet.network.store import NetworkStore, validate_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re, contextlib, ...) is not imported on the run path
+    from collections.abc import Iterable
+    from typing import Any
 
 
 def _now() -> str:

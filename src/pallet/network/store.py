@@ -23,29 +23,95 @@ firewall and subnet-overlap checks read every network anyway.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 from pallet.errors import InvalidArgument, NotFound
 from pallet.network.model import PSEUDO_NETWORKS, Endpoint, NetworkConfig
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing/contextlib/json/re cost ~10-15 ms of a bridged `pallet run`: not imported here
+    from typing import Any
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME_CHARS = _ALNUM | frozenset("_.-")
+
+
+class _JsonCtx:  # what json.decoder.JSONDecoder gives the C scanner
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+    memo: dict = {}
+
+
+_scan = None
+_enc = None
+
+
+def _no_default(o: object) -> object:
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _dumps(data: Any) -> str:
+    """One-line, key-sorted JSON through the C accelerator ``_json`` (as ``pallet.runtime.jsonlite``
+    does; ``network`` may not import ``runtime``): ``import json`` pulls in ``re``."""
+    global _enc
+    if _enc is None:
+        import _json
+
+        _enc = _json.make_encoder(None, _no_default, _json.encode_basestring_ascii, None, ": ", ", ",
+                                  True, False, True)
+    return "".join(_enc(data, 0))
+
+
+def _loads(text: str) -> Any:
+    """Parse one JSON document; ValueError (as json's) when malformed."""
+    global _scan
+    if _scan is None:
+        import _json
+
+        _scan = _json.make_scanner(_JsonCtx())
+    i = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        obj, end = _scan(text, i)
+    except (StopIteration, ValueError, SystemError):
+        import json  # the accelerator builds its error from json.decoder: let json say what is wrong
+
+        return json.loads(text)
+    if text[end:].strip(" \t\n\r"):
+        import json
+
+        return json.loads(text)  # raises "Extra data"
+    return obj
+
+
+def _valid_name(name: str) -> bool:
+    """``^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`` checked by hand (no ``re`` on the run path)."""
+    return (0 < len(name) <= 128 and name[0] in _ALNUM
+            and all(ch in _NAME_CHARS for ch in name))
 
 
 def validate_name(name: str) -> None:
-    if not _NAME_RE.match(name):
+    if not _valid_name(name):
         raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.', '-'")
 
 
 def atomic_write_json(path: str, data: Any, durable: bool = True) -> None:
+    """Configs (DURABLE, written at ``network create``) as indented JSON through :mod:`json`;
+    the run-state allocation files through ``_json`` (one line, sorted keys), which keeps
+    ``json`` (and its ``re``) off a container start."""
     d, name = os.path.split(path)
     tmp = os.path.join(d, f".{name}.{os.getpid()}.tmp")
+    if durable:
+        import json
+
+        text = json.dumps(data, indent=1, sort_keys=True)
+    else:
+        text = _dumps(data)
     with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=1, sort_keys=True))
+        f.write(text)
         if durable:
             f.flush()
             os.fsync(f.fileno())
@@ -53,8 +119,33 @@ def atomic_write_json(path: str, data: Any, durable: bool = True) -> None:
 
 
 def _read_json(path: str) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    with open(path, encoding="utf-8") as f:
+        return _loads(f.read())
+
+
+class _Locked:
+    """``NetworkStore.locked()``: the store lock as a context manager (not contextlib's: that
+    module is not otherwise imported on the run path)."""
+
+    __slots__ = ("dir", "fd")
+
+    def __init__(self, d: str) -> None:
+        self.dir, self.fd = d, -1
+
+    def __enter__(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class NetworkStore:
@@ -65,16 +156,10 @@ class NetworkStore:
         self.dir = os.path.join(self.root, "networks")
         self.rundir = os.path.join(os.fspath(runroot), "networks") if runroot is not None else self.dir
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """The store-wide exclusive lock (blocks; holders keep it for short updates only)."""
-        os.makedirs(self.dir, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+    def locked(self) -> _Locked:
+        """The store-wide exclusive lock (blocks; holders keep it for short updates only).
+        A fresh object per call: nested ``with store.locked()`` blocks each hold their own fd."""
+        return _Locked(self.dir)
 
     def _cfg(self, name: str) -> str:
         return os.path.join(self.dir, f"{name}.json")
@@ -104,7 +189,7 @@ class NetworkStore:
         """By exact name, then by full id or a unique id prefix (as docker resolves)."""
         if name_or_id in PSEUDO_NETWORKS:
             raise NotFound(f"network {name_or_id} has no configuration (it is a pseudo network)")
-        if _NAME_RE.match(name_or_id):
+        if _valid_name(name_or_id):
             try:
                 return NetworkConfig.from_json(_read_json(self._cfg(name_or_id)))
             except FileNotFoundError:
