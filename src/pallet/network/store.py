@@ -72,7 +72,7 @@ def _loads(text: str) -> Any:
     if _scan is None:
         import _json
 
-        _scan = _json.make_scanner(_JsonCtx())
+        _scan = _json.make_scanner(_JsonCtx())  # type: ignore[arg-type]
     i = len(text) - len(text.lstrip(" \t\n\r"))
     try:
         obj, end = _scan(text, i)
