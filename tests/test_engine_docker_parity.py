@@ -53,3 +53,42 @@ def test_run_pulls_missing_image_with_dockers_messages(bb, tmp_path) -> None:  #
         bb("rmi", f"{name}:1")
         r = bb.fail("run", "--rm", "-q", "--network", "none", f"{name}:2", "true", timeout=60)
         assert "No such image" in r.err
+
+
+def test_dns_search_and_option_like_docker(bb) -> None:  # type: ignore[no-untyped-def]
+    """/etc/resolv.conf as dockerd 20.10 writes it for the same flags (libnetwork's Build order:
+    search, nameservers, options; `--dns-search .` drops the search line)."""
+    def resolv(*flags: str, net: str = "none") -> str:
+        return bb("run", "--rm", "--network", net, *flags, "busybox", "cat", "/etc/resolv.conf").out
+
+    assert resolv("--dns", "1.2.3.4", "--dns-search", "a.example", "--dns-search", "b.example",
+                  "--dns-option", "ndots:2", "--dns-option", "timeout:3") == \
+        "search a.example b.example\nnameserver 1.2.3.4\noptions ndots:2 timeout:3\n"
+    assert resolv("--dns", "1.2.3.4", "--dns-option", "ndots:5") == "nameserver 1.2.3.4\noptions ndots:5\n"
+    assert resolv("--dns", "1.2.3.4", "--dns-search", ".") == "nameserver 1.2.3.4\n"
+    host_ns = resolv()  # no flags: the host's (filtered) file
+    assert resolv("--dns-search", "x.y").startswith("search x.y\nnameserver ")
+    assert "options ndots:2\n" in resolv("--dns-option", "ndots:2") and "nameserver" in host_ns
+    assert resolv("--dns", "1.2.3.4", "--dns-search", "x.y", net="bridge") == "search x.y\nnameserver 1.2.3.4\n"
+    cid = bb("create", "--dns-search", "s.example", "--dns-option", "ndots:1", "busybox", "true").out.strip()
+    import json
+
+    host = json.loads(bb("inspect", cid).out)[0]["HostConfig"]
+    assert (host["DnsSearch"], host["DnsOptions"]) == (["s.example"], ["ndots:1"])
+    bb("rm", cid)
+
+
+def test_alias_refused_and_ports_discarded_like_docker(bb) -> None:  # type: ignore[no-untyped-def]
+    # docker: "network-scoped aliases are only supported for user-defined networks" (exit 125)
+    for net in ([], ["--network", "bridge"], ["--network", "none"], ["--network", "host"]):
+        r = bb.fail("run", "--rm", *net, "--network-alias", "x", "busybox", "true")
+        assert r.rc == 125 and r.err.strip() == \
+            "Error: network-scoped aliases are only supported for user-defined networks", r.err
+    assert not bb("ps", "-aq").out.strip()
+    r = bb("run", "--rm", "--network", "host", "-p", "18931:80", "busybox", "true")
+    assert r.err == "WARNING: Published ports are discarded when using host network mode\n", r.err
+    r = bb("run", "--rm", "--network", "none", "-p", "18931:80", "busybox", "true")
+    assert r.err == ""  # docker says nothing with none
+    cid = bb("create", "--network", "none", "-p", "18932:80", "busybox", "true").out.strip()
+    assert bb("port", cid).out == ""
+    bb("rm", cid)

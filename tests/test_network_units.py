@@ -135,7 +135,7 @@ def test_hosts_hostname_resolv(tmp_path: Path) -> None:
     host.write_text("nameserver 192.0.2.1\nnameserver 127.0.0.1\n")
     assert etcfiles.resolv_conf_content(host_path=str(host)) == "nameserver 192.0.2.1\n"
     assert etcfiles.resolv_conf_content(["1.1.1.1"], ["a.b"], ["ndots:2"], str(host)) == \
-        "nameserver 1.1.1.1\nsearch a.b\noptions ndots:2\n"
+        "search a.b\nnameserver 1.1.1.1\noptions ndots:2\n"  # docker's order with flags
     with pytest.raises(InvalidArgument):
         etcfiles.resolv_conf_content(["dns.example"])
 

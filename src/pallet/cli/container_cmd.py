@@ -44,6 +44,8 @@ CREATE_FLAGS: tuple[tuple, ...] = (
     (("-p", "--publish"), "many", None, None),
     (("-P", "--publish-all"), "flag", None, None),
     (("--dns",), "many", None, None),
+    (("--dns-search",), "many", None, None),
+    (("--dns-option",), "many", None, None),
     (("--add-host",), "many", None, None),
     (("--pull",), "one", "missing", ("always", "missing", "never")),
     (("-q", "--quiet"), "flag", None, None),
@@ -118,7 +120,8 @@ def options(ns: argparse.Namespace) -> Any:
         security_opt=ns.security_opt, read_only=ns.read_only, tmpfs=ns.tmpfs, volumes=ns.volume,
         mounts=ns.mount, volumes_from=ns.volumes_from, runtime=ns.runtime, network=ns.network,
         interactive=ns.interactive, tty=ns.tty, detach=getattr(ns, "detach", False), publish=ns.publish,
-        publish_all=ns.publish_all, network_alias=ns.network_alias, dns=ns.dns, add_host=ns.add_host)
+        publish_all=ns.publish_all, network_alias=ns.network_alias, dns=ns.dns, add_host=ns.add_host,
+        dns_search=ns.dns_search, dns_option=ns.dns_option)
 
 
 def _pull(g: Any, ns: argparse.Namespace, store: Any) -> None:
@@ -166,10 +169,18 @@ def _pull(g: Any, ns: argparse.Namespace, store: Any) -> None:
             print(f"Status: {word} for {p.ref.familiar}", file=sys.stderr, flush=True)
 
 
+def _warn(ns: argparse.Namespace) -> None:
+    if ns.publish and ns.network == "host":  # docker's CLI warns (stderr); the engine drops them
+        import sys
+
+        print("WARNING: Published ports are discarded when using host network mode", file=sys.stderr)
+
+
 def _create(g: Any, ns: argparse.Namespace) -> int:
     from pallet.engine import session
 
     with session.open(g) as s:
+        _warn(ns)
         _pull(g, ns, s.store)
         c = s.create(options(ns))
     print(c.id)
@@ -187,6 +198,7 @@ def _run(g: Any, ns: argparse.Namespace) -> int:
         raise InvalidArgument("the input device is not a TTY")
 
     with session.open(g) as s:
+        _warn(ns)
         _pull(g, ns, s.store)
         c = s.create(options(ns))
         if ns.detach:

@@ -61,6 +61,8 @@ class CreateOptions:
     publish_all: bool
     network_alias: list[str]
     dns: list[str]
+    dns_search: list[str]
+    dns_option: list[str]
     add_host: list[str]
 
     _DEFAULTS: dict[str, Any] = {
@@ -101,6 +103,8 @@ class CreateOptions:
         "publish_all": False,
         "network_alias": [],
         "dns": [],
+        "dns_search": [],
+        "dns_option": [],
         "add_host": [],
     }
 
@@ -144,6 +148,8 @@ def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid
     from pallet.engine import netwire
 
     network = netwire.parse_mode(o.network)
+    if o.network_alias and (network in ("bridge", "none", "host") or network.startswith("container:")):
+        raise InvalidArgument("network-scoped aliases are only supported for user-defined networks")
     if (o.publish or o.publish_all) and network in ("none", "host"):
         o.publish, o.publish_all = [], False  # docker: published ports are discarded with none/host
     if o.hostname is not None and (not o.hostname or len(o.hostname) > 64):
@@ -167,7 +173,8 @@ def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid
     host = {
         "Binds": [v for v in o.volumes] or None, "NetworkMode": network, "PortBindings": {},
         "RestartPolicy": restart, "AutoRemove": o.rm, "VolumesFrom": o.volumes_from or None,
-        "CapAdd": cap_add or None, "CapDrop": cap_drop or None, "Dns": o.dns, "ExtraHosts": o.add_host or None,
+        "CapAdd": cap_add or None, "CapDrop": cap_drop or None, "Dns": o.dns, "DnsOptions": o.dns_option, "DnsSearch": o.dns_search,
+        "ExtraHosts": o.add_host or None,
         "Privileged": o.privileged, "ReadonlyRootfs": o.read_only,
         "SecurityOpt": o.security_opt or None, "Tmpfs": units.parse_tmpfs(o.tmpfs) or None,
         "Memory": memory, "MemorySwap": swap, "NanoCpus": units.parse_cpus(o.cpus),

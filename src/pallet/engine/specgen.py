@@ -106,6 +106,8 @@ def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str
     mode = c.host.get("NetworkMode")
     extra_hosts = c.host.get("ExtraHosts") or []
     dns = c.host.get("Dns") or []
+    search = c.host.get("DnsSearch") or []
+    options = c.host.get("DnsOptions") or []
     files: dict[str, str] = {"hostname": hostname + "\n"}
     if mode == "host":
         for name in ("hosts", "resolv.conf"):
@@ -114,7 +116,7 @@ def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str
                     files[name] = f.read()
             except OSError:
                 files[name] = _HOSTS_BASE if name == "hosts" else ""
-    elif mode == "none" and not extra_hosts and not dns:
+    elif mode == "none" and not extra_hosts and not dns and not search and not options:
         files["hosts"] = _HOSTS_BASE
         files["resolv.conf"] = _host_resolv()
     else:
@@ -122,7 +124,7 @@ def write_etc_files(c: Container, dirs: Dirs, ip: str | None = None) -> dict[str
 
         extra = [etcfiles.parse_add_host(h) for h in extra_hosts]
         files["hosts"] = etcfiles.hosts_content(hostname, ip, extra)
-        files["resolv.conf"] = etcfiles.resolv_conf_content(dns)
+        files["resolv.conf"] = etcfiles.resolv_conf_content(dns, search, options)
     out = {}
     for name, text in files.items():
         p = str(dirs.dir / name)
