@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from pallet.engine.containers import Container, Dirs
+from pallet.engine.units import human_duration as duration
 
 
 def _since(ts: str) -> float:
@@ -17,33 +18,6 @@ def _since(ts: str) -> float:
         return time.time() - calendar.timegm(base)
     except ValueError:
         return 0.0
-
-
-def duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def status(c: Container) -> str:

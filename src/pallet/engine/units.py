@@ -202,3 +202,31 @@ def parse_tmpfs(values: list[str]) -> dict[str, str]:
             raise InvalidArgument(f"invalid mount path for --tmpfs: {dst!r} (must be absolute)")
         out[dst] = opts
     return out
+
+
+def human_duration(seconds: float) -> str:
+    """go-units HumanDuration ("Less than a second", "2 hours", "About a minute")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = int(seconds / 60)
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = int(seconds / 3600 + 0.5)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
