@@ -93,12 +93,19 @@ class TempPlace:
     """Where spools go: a directory, or a factory of context managers that yield one (such as
     ``Store.temp_dir``: flock'ed, so no cleaner removes it while in use). A factory is entered
     lazily, on the first ``dir()``, and exited by ``close()``: a load from a plain file makes
-    no temp dir at all."""
+    no temp dir at all. Files made by ``spool()`` are removed by ``close()``, success or not."""
 
     def __init__(self, where: str | os.PathLike[str] | Callable[[], AbstractContextManager[Any]]) -> None:
         self._where = where
         self._cm: AbstractContextManager[Any] | None = None
         self._dir: str | None = None
+        self._spools: list[str] = []
+
+    def spool(self, src: BinaryIO, decompress_as: str = "") -> str:
+        """``spool()`` into this place; the file is removed by ``close()``."""
+        path = spool(src, self.dir(), decompress_as)
+        self._spools.append(path)
+        return path
 
     def dir(self) -> str:
         if self._dir is None:
@@ -110,6 +117,12 @@ class TempPlace:
         return self._dir
 
     def close(self) -> None:
+        for path in self._spools:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self._spools.clear()
         cm, self._cm, self._dir = self._cm, None, None
         if cm is not None:
             cm.__exit__(None, None, None)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from pallet.errors import InvalidArgument, NotFound
 from pallet.oci.digest import Digest
 
-from .archive import TempPlace, sniff_archive, spool
+from .archive import TempPlace, sniff_archive
 from .layer import BlobLayer, docker_layer_type
 from .streams import CHUNK, Verifying, decompress
 
@@ -27,7 +27,6 @@ from .streams import CHUNK, Verifying, decompress
 def rootfs_layer(path: str, tmpdir: str | Callable[[], AbstractContextManager[Any]],
                  stdin: BinaryIO | None = None) -> Iterator[BlobLayer]:
     """``tmpdir``: a directory or a lazily entered factory of one (see archive.TempPlace)."""
-    temps: list[str] = []
     place = TempPlace(tmpdir)
     what = "stdin" if path == "-" else path
     try:
@@ -35,8 +34,7 @@ def rootfs_layer(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
             src = stdin if stdin is not None else sys.stdin.buffer
             if hasattr(src, "fileno") and os.isatty(src.fileno()):
                 raise InvalidArgument("import from stdin, but stdin is a terminal")
-            temps.append(spool(src, place.dir()))
-            path = temps[-1]
+            path = place.spool(src)
         elif not os.path.isfile(path):
             if os.path.exists(path):
                 raise InvalidArgument(f"{path}: not a regular file")
@@ -45,8 +43,7 @@ def rootfs_layer(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
             kind = sniff_archive(f.read(6))
         if kind in ("xz", "bzip2"):
             with open(path, "rb") as f:
-                temps.append(spool(f, place.dir(), kind))
-            path, kind = temps[-1], ""
+                path, kind = place.spool(f, kind), ""
         size = os.path.getsize(path)
         if size == 0:
             raise InvalidArgument(f"{what}: empty file, not a tar archive")
@@ -54,11 +51,6 @@ def rootfs_layer(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
         yield BlobLayer(lambda: open(path, "rb"), media_type=docker_layer_type(kind), size=size,
                         digest=digest, diff_id=diff_id, what=what)
     finally:
-        for t in temps:
-            try:
-                os.unlink(t)
-            except FileNotFoundError:
-                pass
         place.close()
 
 

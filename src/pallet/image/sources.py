@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, cast
 
 from pallet.errors import DataCorruption, InvalidArgument, NotFound
 
-from .archive import TarIndex, TempPlace, sniff_archive, spool
+from .archive import TarIndex, TempPlace, sniff_archive
 from .docker_archive import is_docker_archive, read_docker_archive
 from .oci_layout import DirSource, is_oci_layout, read_oci_layout
 from .static import NamedImage
@@ -27,7 +27,6 @@ from .static import NamedImage
 def open_archive(path: str, tmpdir: str | Callable[[], AbstractContextManager[Any]],
                  stdin: BinaryIO | None = None) -> Iterator[list[NamedImage]]:
     """``path`` is a file, a directory (OCI layout) or ``-`` (stdin). ``tmpdir``: see TempPlace."""
-    temps: list[str] = []
     place = TempPlace(tmpdir)
     try:
         if path == "-":
@@ -36,8 +35,7 @@ def open_archive(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
                 raise InvalidArgument("requested load from stdin, but stdin is empty (a terminal)")
             head = _peek(src)
             kind = sniff_archive(head)
-            temps.append(spool(cast(BinaryIO, _Prefixed(head, src)), place.dir(), kind))
-            real, what = temps[-1], "stdin"
+            real, what = place.spool(cast(BinaryIO, _Prefixed(head, src)), kind), "stdin"
         else:
             try:
                 st = os.stat(path)
@@ -51,10 +49,11 @@ def open_archive(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
                 return
             with open(path, "rb") as f:
                 kind = sniff_archive(f.read(6))
+                real = path
                 if kind:
                     f.seek(0)
-                    temps.append(spool(f, place.dir(), kind))
-            real, what = (temps[-1] if kind else path), path
+                    real = place.spool(f, kind)
+            what = path
         if os.path.getsize(real) == 0:
             raise DataCorruption(f"{what}: empty archive")
         idx = TarIndex(real, what)
@@ -66,11 +65,6 @@ def open_archive(path: str, tmpdir: str | Callable[[], AbstractContextManager[An
             raise InvalidArgument(f"{what}: neither a docker-archive (no manifest.json) "
                                   "nor an oci-archive (no oci-layout and index.json)")
     finally:
-        for t in temps:
-            try:
-                os.unlink(t)
-            except FileNotFoundError:
-                pass
         place.close()
 
 
