@@ -12,34 +12,31 @@ from typing import Any
 from pallet.engine.units import human_duration
 from pallet.errors import InvalidArgument
 
-_UNITS = ["B", "kB", "MB", "GB", "TB", "PB"]
+_DECIMAL = ("B", "kB", "MB", "GB", "TB", "PB")
+_BINARY = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
-def human_size(n: float) -> str:
-    """go-units HumanSize: decimal units, 4 significant digits trimmed ("4.26MB", "290MB")."""
+def _size(n: float, base: int, units: tuple[str, ...]) -> str:
+    """go-units' CustomSize: 4 significant digits, trailing zeros trimmed."""
     i = 0
     v = float(n)
-    while v >= 1000 and i < len(_UNITS) - 1:
-        v /= 1000
-        i += 1
-    s = f"{v:.4g}"
-    if "e" in s:
-        s = f"{v:.0f}"
-    return f"{s}{_UNITS[i]}"
-
-
-def binary_size(n: float) -> str:
-    """go-units BytesSize: binary units, 4 significant digits ("796KiB", "23.54GiB"): docker stats' memory."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    i = 0
-    v = float(n)
-    while v >= 1024 and i < len(units) - 1:
-        v /= 1024
+    while v >= base and i < len(units) - 1:
+        v /= base
         i += 1
     s = f"{v:.4g}"
     if "e" in s:
         s = f"{v:.0f}"
     return f"{s}{units[i]}"
+
+
+def human_size(n: float) -> str:
+    """go-units HumanSize: decimal units ("4.26MB", "290MB")."""
+    return _size(n, 1000, _DECIMAL)
+
+
+def binary_size(n: float) -> str:
+    """go-units BytesSize: binary units ("796KiB", "23.54GiB"): docker stats' memory."""
+    return _size(n, 1024, _BINARY)
 
 
 def ago(epoch: float) -> str:
