@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,3 +127,48 @@ def busybox_tar(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) 
     with tarfile.open(out, "w") as tf:
         tf.add(busybox_rootfs, arcname=".")
     return out
+
+
+@pytest.fixture(scope="session")
+def dockerd(busybox_tar: Path) -> Iterator[dict[str, str]]:
+    """A private dockerd for the session (docker parity and interop checks), with
+    ``busybox:latest`` imported from the same rootfs tarball; the environment to reach it is
+    yielded (``DOCKER_HOST``). Started here rather than borrowed from the host so a test never
+    depends on a daemon it did not start; skipped where dockerd is not installed or not root."""
+    if shutil.which("dockerd") is None or shutil.which("docker") is None:
+        pytest.skip("dockerd is not installed")
+    if not IS_ROOT:
+        pytest.skip("dockerd needs root")
+    d = Path(tempfile.mkdtemp(prefix="pdk", dir="/tmp"))  # short: containerd's socket path limit
+    sock = d / "d.sock"
+    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
+    log = open(d / "dockerd.log", "wb")
+    proc = subprocess.Popen(["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                             "-H", f"unix://{sock}", "--pidfile", str(d / "pid"), "--bridge=none",
+                             "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"dockerd exited {proc.returncode} at start: {(d / 'dockerd.log').read_text()[-300:]}")
+            if subprocess.run(["docker", "version"], env=env, capture_output=True, timeout=10).returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                pytest.skip("dockerd did not come up within 40 s")
+            time.sleep(0.2)
+        p = subprocess.run(["docker", "import", str(busybox_tar), "busybox:latest"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+        for sub in ("exec", "data"):
+            subprocess.run(["umount", "-R", str(d / sub)], capture_output=True)
+        shutil.rmtree(d, ignore_errors=True)

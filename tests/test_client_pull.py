@@ -3,7 +3,6 @@ skopeo / podman / docker on the other side."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -125,7 +124,8 @@ def test_pull_all_tags_and_unknown(pl, reg, busybox_tar: Path, tmp_path: Path) -
     assert "unknown" in r.err
 
 
-def test_push_then_skopeo_podman_docker_pull(pl, reg, busybox_tar: Path, tmp_path: Path) -> None:
+def test_push_then_skopeo_podman_docker_pull(pl, reg, dockerd: dict[str, str], busybox_tar: Path,
+                                             tmp_path: Path) -> None:
     pl("import", str(busybox_tar), "bb:1")
     dest = f"{reg.host}/pushed/bb:1"
     r = pl("push", "bb:1", dest)
@@ -151,15 +151,12 @@ def test_push_then_skopeo_podman_docker_pull(pl, reg, busybox_tar: Path, tmp_pat
             subprocess.run([*pod, "rmi", "-a", "-f"], capture_output=True, timeout=60)
         finally:
             shutil.rmtree(prun, ignore_errors=True)
-    sock = "/tmp/anchors/docker.sock"
-    if shutil.which("docker") and os.path.exists(sock):
-        env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
-        p = subprocess.run(["docker", "pull", "-q", dest], capture_output=True, text=True, env=env, timeout=120)
-        assert p.returncode == 0, p.stderr
-        p = subprocess.run(["docker", "run", "--rm", "--network", "none", dest, "/bin/busybox", "echo", "hi"], capture_output=True,
-                           text=True, env=env, timeout=120)
-        assert p.stdout.strip() == "hi", p.stderr
-        subprocess.run(["docker", "rmi", "-f", dest], capture_output=True, env=env, timeout=60)
+    p = subprocess.run(["docker", "pull", "-q", dest], capture_output=True, text=True, env=dockerd, timeout=120)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run(["docker", "run", "--pull", "never", "--rm", "--network", "none", dest, "/bin/busybox", "echo", "hi"],
+                       capture_output=True, text=True, env=dockerd, timeout=120)
+    assert p.stdout.strip() == "hi", p.stderr
+    subprocess.run(["docker", "rmi", "-f", dest], capture_output=True, env=dockerd, timeout=60)
     # round trip: a fresh store pulls what pallet pushed
     pl2 = type(pl)(tmp_path / "root2", tmp_path / "run2")
     pl2("pull", dest)

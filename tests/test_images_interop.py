@@ -4,12 +4,8 @@ and a real dockerd write, pallet loads. The dockerd is a private one started for
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,45 +100,7 @@ def test_load_what_skopeo_writes(pallet, imported: str, tmp_path: Path) -> None:
     assert "store ok" in pallet("system", "check").out
 
 
-# -- a private dockerd ------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if shutil.which("dockerd") is None or shutil.which("docker") is None:
-        pytest.skip("dockerd is not installed")
-    if os.geteuid() != 0:
-        pytest.skip("dockerd needs root")
-    d = Path("/tmp") / f"pallet-dockerd-{os.getpid()}"  # short: containerd's socket path limit
-    d.mkdir()
-    sock = d / "docker.sock"
-    env = dict(os.environ, DOCKER_HOST=f"unix://{sock}")
-    log = open(tmp_path_factory.mktemp("dockerd") / "dockerd.log", "wb")
-    proc = subprocess.Popen(["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
-                             "-H", f"unix://{sock}", "--pidfile", str(d / "pid"), "--bridge=none",
-                             "--iptables=false", "--ip-masq=false"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if subprocess.run(["docker", "version"], env=env, capture_output=True, timeout=10).returncode == 0:
-                break
-            if proc.poll() is not None:
-                pytest.skip(f"dockerd exited {proc.returncode} at start")
-            time.sleep(0.2)
-        else:
-            pytest.skip("dockerd did not come up within 30 s")
-        yield env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-        subprocess.run(["umount", "-R", str(d / "data")], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
-
+# -- the session's private dockerd (conftest) ------------------------------------------------
 
 def test_load_docker_save(pallet, dockerd: dict[str, str], busybox_tar: Path, tmp_path: Path) -> None:
     def docker(*args: str) -> str:
@@ -150,18 +108,18 @@ def test_load_docker_save(pallet, dockerd: dict[str, str], busybox_tar: Path, tm
         assert p.returncode == 0, f"docker {' '.join(args)}: {p.stderr}"
         return p.stdout
 
-    iid = docker("import", "-c", "ENV X=1", str(busybox_tar), "busybox:latest").strip()
-    docker("tag", "busybox:latest", "busybox:two")
+    iid = docker("import", "-c", "ENV X=1", str(busybox_tar), "dbb:latest").strip()
+    docker("tag", "dbb:latest", "dbb:two")
     out = tmp_path / "docker.tar"
-    docker("save", "-o", str(out), "busybox:latest", "busybox:two")
+    docker("save", "-o", str(out), "dbb:latest", "dbb:two")
     lines = pallet("load", "-i", str(out)).out.splitlines()
-    assert sorted(lines) == ["Loaded image: busybox:latest", "Loaded image: busybox:two"]
-    info = json.loads(pallet("inspect", "busybox").out)[0]
+    assert sorted(lines) == ["Loaded image: dbb:latest", "Loaded image: dbb:two"]
+    info = json.loads(pallet("inspect", "dbb").out)[0]
     assert info["Id"] == iid and info["Config"]["Env"][-1] == "X=1"
-    assert sorted(info["RepoTags"]) == ["busybox:latest", "busybox:two"]
+    assert sorted(info["RepoTags"]) == ["dbb:latest", "dbb:two"]
     # and docker loads what pallet saves
     back = tmp_path / "pallet.tar"
-    pallet("save", "-o", str(back), "busybox:two")
-    docker("rmi", "busybox:latest", "busybox:two")
-    assert "Loaded image: busybox:two" in docker("load", "-i", str(back))
-    assert docker("image", "inspect", "-f", "{{.Id}}", "busybox:two").strip() == iid
+    pallet("save", "-o", str(back), "dbb:two")
+    docker("rmi", "dbb:latest", "dbb:two")
+    assert "Loaded image: dbb:two" in docker("load", "-i", str(back))
+    assert docker("image", "inspect", "-f", "{{.Id}}", "dbb:two").strip() == iid

@@ -1,31 +1,27 @@
-"""/etc/hosts, /etc/hostname and /etc/resolv.conf as the anchor docker writes them (as root):
+"""/etc/hosts, /etc/hostname and /etc/resolv.conf as a real dockerd writes them (as root):
 the same flags give byte-identical files with ``--network none``; on the default bridge the
 hosts file is docker's plus its ``IP HOSTNAME`` line and nothing else."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 
 import pytest
 from engine_helpers import bb_fixture  # noqa: F401  (registers the 'bb' fixture)
 
 pytestmark = pytest.mark.privileged
-SOCK = "/tmp/anchors/docker.sock"
 SCRIPT = "cat /etc/hosts; echo ==; cat /etc/hostname; echo ==; cat /etc/resolv.conf"
 FLAGS = ("--hostname", "hh", "--add-host", "foo:1.2.3.4", "--add-host", "bar:::1")
 
 
-def _docker(*args: str) -> str:
-    r = subprocess.run(["docker", "-H", f"unix://{SOCK}", *args], capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        pytest.skip(f"anchor docker failed: {r.stderr.strip()[:200]}")
-    return r.stdout
+def test_etc_files_as_docker_writes_them(bb, dockerd: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def _docker(*args: str) -> str:
+        if args[0] == "run":  # never reach for Docker Hub
+            args = ("run", "--pull", "never", *args[1:])
+        r = subprocess.run(["docker", *args], capture_output=True, text=True, env=dockerd, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
 
-
-@pytest.mark.skipif(not (shutil.which("docker") and os.path.exists(SOCK)), reason="no anchor dockerd")
-def test_etc_files_as_docker_writes_them(bb) -> None:  # type: ignore[no-untyped-def]
     for extra in ((), ("--dns", "9.9.9.9")):
         args = ("run", "--rm", "--network", "none", *FLAGS, *extra, "busybox", "sh", "-c", SCRIPT)
         assert bb(*args).out == _docker(*args), extra

@@ -7,10 +7,8 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,41 +107,8 @@ def test_podman_push_pull(reg: Server, busybox_tar: Path) -> None:
         run(*base, "rmi", "-af", check=False)
 
 
-@pytest.fixture(scope="module")
-def dockerd() -> Iterator[str]:
-    if not (DOCKERD and DOCKER and IS_ROOT):
-        pytest.skip("dockerd and docker (as root) needed")
-    t = tempfile.mkdtemp(prefix="pd", dir="/tmp")
-    sock = f"unix://{t}/d.sock"
-    log = open(f"{t}/dockerd.log", "wb")
-    p = subprocess.Popen([DOCKERD or "dockerd", "--data-root", f"{t}/data", "--exec-root", f"{t}/exec",
-                          "-H", sock, "--pidfile", f"{t}/d.pid", "--bridge=none", "--iptables=false",
-                          "--ip6tables=false", "--storage-driver", "vfs"],
-                         stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                pytest.skip(f"dockerd exited: {open(f'{t}/dockerd.log').read()[-500:]}")
-            if run("docker", "-H", sock, "version", timeout=10, check=False).returncode == 0:
-                break
-            time.sleep(0.25)
-        else:
-            pytest.skip("dockerd did not start in time")
-        yield sock
-    finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-        subprocess.run(["umount", "-R", f"{t}/exec"], capture_output=True)
-        shutil.rmtree(t, ignore_errors=True)
-
-
-def test_docker_push_pull(reg: Server, dockerd: str, busybox_tar: Path) -> None:
-    d = ["docker", "-H", dockerd]
+def test_docker_push_pull(reg: Server, dockerd: dict[str, str], busybox_tar: Path) -> None:
+    d = ["docker", "-H", dockerd["DOCKER_HOST"]]
     ref = f"{reg.host}/dock/bb:1"
     run(*d, "import", str(busybox_tar), ref)
     run(*d, "push", ref)
@@ -229,7 +194,7 @@ def test_pallet_client_push_pull(reg: Server, pallet, busybox_tar: Path) -> None
     assert pallet("inspect", ref).rc == 0
 
 
-def test_docker_and_podman_with_token_auth(dockerd: str, busybox_tar: Path, tmp_path: Path) -> None:
+def test_docker_and_podman_with_token_auth(dockerd: dict[str, str], busybox_tar: Path, tmp_path: Path) -> None:
     from registry_helpers import start_token_server, write_htpasswd, write_key, write_pub
 
     ht = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw1"})
@@ -240,7 +205,7 @@ def test_docker_and_podman_with_token_auth(dockerd: str, busybox_tar: Path, tmp_
                          "--token-service", "reg.test", "--token-key", str(pub), "--token-issuer", "pallet-test")
     env = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "dockercfg"))
     try:
-        d = ["docker", "-H", dockerd]
+        d = ["docker", "-H", dockerd["DOCKER_HOST"]]
         ref = f"{srv.host}/tok/bb:1"
 
         def dock(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
