@@ -111,7 +111,13 @@ def add_parser(sub: Any) -> None:
 def options(ns: argparse.Namespace) -> Any:
     from pallet.engine.create import CreateOptions
 
-    return CreateOptions(
+    return CreateOptions(**option_kwargs(ns))
+
+
+def option_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
+    """CreateOptions' keywords from the parsed flags (plain JSON values: the served run sends them
+    to the monitor, pallet.engine.served)."""
+    return dict(
         image=ns.image, command=list(ns.command), name=ns.name, env=ns.env, env_file=ns.env_file,
         workdir=ns.workdir, user=ns.user, entrypoint=ns.entrypoint, hostname=ns.hostname, init=ns.init,
         restart=ns.restart, rm=ns.rm, stop_signal=ns.stop_signal, stop_timeout=ns.stop_timeout,

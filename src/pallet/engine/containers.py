@@ -10,7 +10,6 @@ keeps what dies with the machine (runtime state, the bundle of external runtimes
 """
 from __future__ import annotations
 
-import _sqlite3 as sqlite3  # not `sqlite3`: its dbapi2 imports datetime (~3-5 ms); same classes
 import os
 import time
 
@@ -19,6 +18,7 @@ from pallet.runtime import jsonlite as json  # not `json`: it imports re and enu
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
+    import sqlite3
     from typing import Any
 
 COLUMNS = ("id", "name", "image_id", "created", "config", "status", "pid", "exit_code", "oom_killed",
@@ -176,7 +176,11 @@ def insert(conn: sqlite3.Connection, c: Container) -> None:
                 (c.id, c.name, c.image_id, c.created, json.dumps(c.config), c.status, c.pid, c.exit_code,
                  int(c.oom_killed), c.started_at, c.finished_at, c.restart_count, c.error, json.dumps(c.rt),
                  c.waiter, int(c.stopped_by_user)))
-    except sqlite3.IntegrityError:
+    except Exception as e:
+        import _sqlite3  # here, not at the top: the served run's client (engine.served) has no database
+
+        if not isinstance(e, _sqlite3.IntegrityError):
+            raise
         other = conn.execute("SELECT id FROM containers WHERE name=?", (c.name,)).fetchone()
         if other:
             raise name_conflict(c.name, other[0]) from None
