@@ -72,19 +72,95 @@ def pallet(tmp_path: Path) -> Iterator[Pallet]:
     _prune_networks(root, runroot)
 
 
+# pallet's nft tables and PALLET-* chains on the host when the session started (any root's:
+# benchmarks, other suites running beside this one); filled by _networks_down_at_exit
+FIREWALL_BEFORE: set[str] = set()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _networks_down_at_exit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end of the session, take down what any test root under the session's temp dir
-    left active (bridges, nft tables): roots made by other fixtures than ``pallet`` too."""
+    left active (bridges, nft tables): roots made by other fixtures than ``pallet`` too. Then
+    fail the run if a bridge, nft table or PALLET-* chain of one of its roots is still there."""
+    if IS_ROOT:
+        from pallet.network.firewall import present
+
+        FIREWALL_BEFORE.update(present())
     yield
     if not IS_ROOT:
         return
     base = tmp_path_factory.getbasetemp()
-    for nets in list(base.glob("*/networks")) + list(base.glob("*/*/networks")) + list(base.glob("*/*/*/networks")):
+    for root in pallet_roots(base):
         try:
-            _prune_networks(nets.parent, nets.parent.parent / "run")
-        except Exception:  # noqa: BLE001 - best effort at exit
+            _prune_networks(root, _runroot_of(root))
+        except Exception:  # noqa: BLE001 - best effort at exit; what stays is reported below
             pass
+    left = network_leftovers(base, FIREWALL_BEFORE)
+    assert not left, f"the session left network state of its pallet roots on the host: {left}"
+
+
+@pytest.fixture(autouse=True)
+def _test_roots_down(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test with a ``tmp_path``, take down the networks of the pallet roots under it
+    that the ``pallet`` fixture does not own (a test's own ``Pallet(tmp_path / "root", ...)``),
+    so that no test keeps a bridge (pallet0) and its rules up for the rest of the session."""
+    tmp = request.getfixturevalue("tmp_path") if IS_ROOT and "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    for root in pallet_roots(tmp, depth=2):
+        if not ("pallet" in request.fixturenames and root == tmp / "root"):
+            _prune_networks(root, _runroot_of(root))
+
+
+def pallet_roots(base: Path, depth: int = 3) -> list[Path]:
+    """The pallet roots (a ``networks`` dir with configs) under BASE, DEPTH levels down, each
+    once: symlinks (pytest's ``NAMEcurrent``) are not followed. Pruning a root through such a
+    second path once took its bridge down but left its rules, under the other path's name."""
+    out: list[Path] = []
+
+    def walk(d: Path, n: int) -> None:
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if not e.is_dir(follow_symlinks=False):
+                continue
+            if e.name == "networks":
+                if any(f.endswith(".json") and not f.endswith(".endpoints.json") for f in os.listdir(e.path)):
+                    out.append(d)
+            elif n > 0:
+                walk(Path(e.path), n - 1)
+
+    walk(base, depth)
+    return out
+
+
+def _runroot_of(root: Path) -> Path:
+    """The fixtures' layout (DIR/root + DIR/run), else pallet's default (ROOT/run)."""
+    sib = root.parent / "run"
+    return sib if (sib / "networks").is_dir() or not (root / "run").is_dir() else root / "run"
+
+
+def network_leftovers(base: Path, before: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """What of the pallet roots under BASE is up on the host: their nft tables and PALLET-*
+    chains (those in BEFORE excepted; a root's items carry the hash of its path, so other
+    roots' and engines' rules are never counted) and their bridges (same name and pallet's MAC
+    for the network: another root's same-named bridge is not counted)."""
+    from pallet.network.firewall import names_for, present
+    from pallet.network.manager import Networks, bridge_exists, owned
+
+    hashes = set()
+    for dirpath, dirnames, _files in os.walk(base):
+        if dirpath.count(os.sep) - str(base).count(os.sep) >= 3:
+            dirnames.clear()
+        hashes.add(names_for(dirpath).fwd[-8:])
+    left = sorted(x for x in present() - before if x[-8:] in hashes and x[-9] in "-_")
+    for root in pallet_roots(base):
+        left += [f"bridge {n.bridge} of network {n.name} of {root}" for n in Networks(root).store.all()
+                 if bridge_exists(n.bridge) and owned(n)]
+    return left
 
 
 def _prune_networks(root: Path, runroot: Path) -> None:

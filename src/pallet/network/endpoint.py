@@ -62,6 +62,7 @@ class Endpoints(Networks):
                 default_route = not mine
         default_route = default_route and not net.internal
         eid = os.urandom(32).hex()
+        activated = False
         try:
             with self.store.locked():
                 net = self.store.get(net.name)  # still there?
@@ -89,6 +90,8 @@ class Endpoints(Networks):
                     self._update_hosts(net)
                 except BaseException:
                     self._forget(net, container_id)
+                    if activated:
+                        self._undo_activation(net)
                     raise
         except BaseException:
             res.close()
@@ -99,9 +102,21 @@ class Endpoints(Networks):
             links.backend().link_delete(ep.veth)
             with self.store.locked():
                 self._forget(net, container_id)
+                if activated:
+                    self._undo_activation(net)
             res.close()
             raise
         return Attachment(net, ep, res)
+
+    def _undo_activation(self, net: NetworkConfig) -> None:
+        """A failed attach that brought NET up takes it down again (bridge and rules) unless
+        another endpoint joined meanwhile: a failure leaves nothing of itself. Lock held; best
+        effort, so that the attach's own error is the one raised."""
+        try:
+            if not self.store.endpoints(net.name):
+                self._deactivate(net)
+        except Exception:  # noqa: BLE001 - the caller re-raises the original failure
+            pass
 
     def _plumb(self, net: NetworkConfig, ep: Endpoint, netns: str | int, default_route: bool) -> None:
         links.backend().plug(net.bridge, ep.veth, ep.ifname, netns, net.mtu, ep.mac, ep.ip, net.prefixlen,

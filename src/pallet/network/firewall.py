@@ -44,10 +44,14 @@ class Names(NamedTuple):
 
 
 def names_for(root: str) -> Names:
+    """The names for ROOT, hashed from its canonical path (symlinks resolved): a root reached
+    through two paths (``/tmp/x/current`` -> ``/tmp/x/n0``, as pytest's ``*current`` links) is
+    one root and must name one table, or taking the network down through one path would leave
+    the rules the other path made (the bridge gone, so no later ``prune`` would look again)."""
     import zlib
 
-    root = os.path.abspath(root)
-    sfx = "" if root == DEFAULT_ROOT else f"{zlib.crc32(root.encode()):08x}"
+    root = os.path.realpath(root)
+    sfx = "" if root == os.path.realpath(DEFAULT_ROOT) else f"{zlib.crc32(root.encode()):08x}"
     dash = f"-{sfx}" if sfx else ""
     return Names(f"pallet_{sfx}" if sfx else "pallet", f"PALLET-FORWARD{dash}", f"PALLET-POSTROUTING{dash}",
                  f"PALLET-PORTS{dash}")
@@ -206,6 +210,25 @@ def _iptables_apply(nets: list[NetworkConfig], pubs: list[Published], full: bool
                 break
         _run(["iptables", "-t", table, "-F", own], check=False)
         _run(["iptables", "-t", table, "-X", own], check=False)
+
+
+def present() -> set[str]:
+    """What of pallet's is in this network namespace's rulesets, any root's: ``nft table ip
+    pallet[_HASH]`` and ``iptables -t TABLE chain PALLET-...[-HASH]`` (filter and nat), so that a
+    leak check can compare before and after (a root's items end with ``names_for(root)``'s
+    hash). Reads only; iptables-save, unlike ``iptables -S``, never creates a table."""
+    out = set()
+    if shutil.which("nft"):
+        for line in _run(["nft", "list", "tables"], check=False).stdout.splitlines():
+            w = line.split()
+            if len(w) == 3 and w[:2] == ["table", "ip"] and (w[2] == "pallet" or w[2].startswith("pallet_")):
+                out.add(f"nft table ip {w[2]}")
+    if shutil.which("iptables-save"):
+        for table in ("filter", "nat"):
+            for line in _run(["iptables-save", "-t", table], check=False).stdout.splitlines():
+                if line.startswith(":PALLET-"):
+                    out.add(f"iptables -t {table} chain {line[1:].split()[0]}")
+    return out
 
 
 # the entry point ------------------------------------------------------------------------

@@ -180,10 +180,13 @@ class Networks:
             for net in self.store.all():
                 if self.reap_stale(net):
                     continue
-                self._deactivate(net)
+                self._deactivate(net, render=False)
                 if net.name != DEFAULT_NETWORK:
                     self.store.delete(net.name)
                     removed.append(net.name)
+            # once, and even when no bridge was up: rules whose bridge vanished (deleted by hand,
+            # or through another path to this root) are removed here rather than kept forever
+            self.apply_firewall(forward_changed=True)
         return removed
 
     def reap_stale(self, net: NetworkConfig, grace: float = 30.0) -> dict[str, Endpoint]:
@@ -253,17 +256,20 @@ class Networks:
                 pass
             raise
 
-    def _deactivate(self, net: NetworkConfig) -> None:
-        if not bridge_exists(net.bridge):
-            return
-        try:
-            check_owned(net)
-        except Conflict:
-            return  # not ours: leave it alone
-        from pallet.network import links
+    def _deactivate(self, net: NetworkConfig, render: bool = True) -> None:
+        """Delete NET's bridge if it is up and ours (a same-named device of another root or
+        program is left alone), then, with RENDER, re-render the firewall without NET. Lock held.
 
-        links.backend().link_delete(net.bridge)
-        self.apply_firewall(forward_changed=True, without=net.name)
+        The rules are re-rendered even when the bridge is already gone: they are a function of
+        the active set, and a bridge that vanished without its rules (a crash between the two
+        steps, ``ip link del``) must not leave this root's table and PALLET-FORWARD chain
+        behind for good. Idempotent."""
+        if bridge_exists(net.bridge) and owned(net):
+            from pallet.network import links
+
+            links.backend().link_delete(net.bridge)
+        if render:
+            self.apply_firewall(forward_changed=True, without=net.name)
 
     def endpoints(self, name: str) -> dict[str, Endpoint]:
         return self.store.endpoints(self.get(name).name)
