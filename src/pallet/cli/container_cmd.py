@@ -196,12 +196,20 @@ def _create(g: Any, ns: argparse.Namespace) -> int:
 def _run(g: Any, ns: argparse.Namespace) -> int:
     import os
 
-    from pallet.engine import session
-
     if ns.tty and ns.interactive and not ns.detach and not os.isatty(0):
         from pallet.errors import InvalidArgument
 
         raise InvalidArgument("the input device is not a TTY")
+
+    if not (ns.tty or ns.detach) and ns.pull == "missing" and not (ns.publish and ns.network == "host"):
+        from pallet.engine import served, units
+
+        kw = option_kwargs(ns)
+        kw["env"], kw["env_file"] = units.parse_env(ns.env, ns.env_file), []  # the CLI's environment
+        rc = served.run(g.runroot, kw)  # by the monitor when one listens (pallet.engine.served)
+        if rc is not None:
+            return rc
+    from pallet.engine import session
 
     with session.open(g) as s:
         _warn(ns)

@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = _find_verb(argv)
     if verb in FAST_VERBS:  # no argparse for the common forms of run/create/exec (pallet.cli.fastargs)
+        if verb != "create":
+            from pallet.engine import served
+
+            served.prewarm()  # overlaps the cgroup v1 attach wait with everything that follows
         from pallet.cli.fastargs import parse
 
         fast = parse(argv)

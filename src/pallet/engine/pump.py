@@ -12,13 +12,14 @@ import os
 import select  # not `selectors`: it imports math, collections (~3-5 ms) for one poll loop
 
 from pallet.engine.stdio import Stdio, copy_winsize
+from pallet.engine.units import FORWARDED_SIGNALS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time here
     from collections.abc import Callable
     from typing import Any
 
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+FORWARDED = FORWARDED_SIGNALS
 
 
 def exit_code(status: int) -> int:
@@ -68,9 +69,10 @@ class Forwarder:
 
 def pump(pid: int, io: Stdio, *, log: Any = None, stdin_fd: int | None = None,
          out_fd: int = 1, err_fd: int = 2, reap: bool = True,
-         on_exit: Callable[[], None] | None = None) -> int:
+         on_exit: Callable[[], None] | None = None, pidfd: int | None = None) -> int:
     """Copy until ``pid`` exits; returns its docker exit code (128+N when killed by signal N).
-    ``stdin_fd``: copied into the pty master / stdin pipe (``-i`` with a tty, or attach)."""
+    ``stdin_fd``: copied into the pty master / stdin pipe (``-i`` with a tty, or attach).
+    ``pidfd``: the process's pidfd when it is not our child (a served run; closed here)."""
     poller = select.poll()
     kinds: dict[int, str] = {}
 
@@ -82,7 +84,8 @@ def pump(pid: int, io: Stdio, *, log: Any = None, stdin_fd: int | None = None,
         poller.unregister(fd)
         del kinds[fd]
 
-    pidfd = os.pidfd_open(pid)
+    if pidfd is None:
+        pidfd = os.pidfd_open(pid)
     register(pidfd, "exit")
     streams: dict[int, tuple[str, int]] = {}
     if io.tty:

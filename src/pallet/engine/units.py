@@ -10,6 +10,9 @@ import os
 
 from pallet.errors import InvalidArgument
 
+# what a foreground run/exec/attach passes on to the container's process (docker's sig-proxy set)
+FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
+
 _SIZE_PATTERN = r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?$"  # compiled on first use: ``re`` is not on run's path
 _MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 

@@ -1,0 +1,136 @@
+"""Foreground ``run`` and ``exec`` behave the same whether the runroot's monitor serves them
+(pallet.engine.served: a monitor listens because a detached container runs) or the CLI does
+the work in-process (no monitor, or ``PALLET_SERVED=0``). Each test runs in both modes and
+checks what a user sees: streams, exit codes, stdin, environment, signals, logs, and that a
+``--rm`` container is gone when the command returns."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+from engine_helpers import bb_fixture, monitor_pid, wait_until  # noqa: F401  (registers the 'bb' fixture)
+
+pytestmark = pytest.mark.privileged
+
+
+@pytest.fixture(params=["served", "in-process"])
+def mode(request, bb):  # type: ignore[no-untyped-def]
+    if request.param == "served":
+        bb("run", "-d", "--name", "keeper", "--network", "none", "busybox", "sleep", "120")
+        assert monitor_pid(bb.runroot) > 0
+    else:
+        bb.env["PALLET_SERVED"] = "0"
+    yield request.param
+    bb("rm", "-f", "keeper", check=False)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_run_streams_codes_stdin_env(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    r = bb("run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (r.rc, r.out, r.err) == (3, "out\n", "err\n")
+    r = bb.fail("run", "--rm", "--network", "none", "busybox", "nosuchcmd")
+    assert r.rc == 127 and "nosuchcmd" in r.err and len(r.err.strip().splitlines()) == 1
+    assert bb.fail("run", "--rm", "--network", "none", "busybox", "/etc/passwd").rc == 126
+    r = bb.fail("run", "--name", "nf", "--network", "none", "busybox", "nosuchcmd")  # kept, as docker
+    assert r.rc == 127
+    assert bb("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "nf").out.split() == ["created", "127"]
+    bb("rm", "nf")
+    assert bb("run", "--rm", "-i", "--network", "none", "busybox", "sh", "-c", "read x; echo got $x",
+              input="hello\n").out == "got hello\n"
+    big = os.urandom(300_000).hex()  # more than a pipe holds, both ways
+    assert bb("run", "--rm", "-i", "--network", "none", "busybox", "cat", input=big).out == big
+    bb.env["FROM_CLI"] = "cli value"
+    envf = bb.root.parent / "env.list"
+    envf.write_text("B=2\n")
+    r = bb("run", "--rm", "--network", "none", "-e", "A=1", "-e", "FROM_CLI", "-e", "UNSET_HERE",
+           "--env-file", str(envf), "-w", "/tmp", "-u", "nobody", "busybox",
+           "sh", "-c", 'echo "$A|$B|$FROM_CLI|${UNSET_HERE-unset}|$(pwd)|$(id -u)"')
+    assert r.out == "1|2|cli value|unset|/tmp|65534\n"
+    r = bb.fail("run", "--rm", "--network", "none", "-e", "BAD NAME=1", "busybox", "true")
+    assert r.rc == 125 and "BAD NAME" in r.err
+    assert bb("ps", "-aq").out.split() == bb("ps", "-q").out.split()  # only the keeper, if any
+
+
+def test_run_rm_leaves_nothing_and_logs_stay(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    before = {p.name for p in (bb.root / "containers").iterdir()}
+    bb("run", "--rm", "--network", "none", "busybox", "true")
+    assert {p.name for p in (bb.root / "containers").iterdir()} == before  # gone when run returns
+    r = bb("run", "--name", "kept", "--network", "none", "busybox", "sh", "-c", "echo one; echo two >&2")
+    assert (r.out, r.err) == ("one\n", "two\n")
+    logs = bb("logs", "kept")
+    assert (logs.out, logs.err) == ("one\n", "two\n")
+    log = json.loads(bb("inspect", "kept").out)[0]["LogPath"]
+    streams = [json.loads(line)["stream"] for line in open(log)]
+    assert sorted(streams) == ["stderr", "stdout"]
+    assert bb("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "kept").out.split() == ["exited", "0"]
+    bb("rm", "kept")
+    # a relative bind-mount source is the CLI's working directory's
+    (bb.root.parent / "here").mkdir()
+    (bb.root.parent / "here" / "f").write_text("bound\n")
+    p = subprocess.run(bb.argv("run", "--rm", "--network", "none", "-v", "./here:/x", "busybox", "cat", "/x/f"),
+                       env=bb.env, cwd=bb.root.parent, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (0, "bound\n"), p.stderr
+
+
+def test_run_signals_and_who_waits(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    for sig, code in ((signal.SIGTERM, 43), (signal.SIGINT, 44)):
+        name = signal.Signals(sig).name[3:]
+        p = subprocess.Popen(bb.argv("run", "--rm", "--network", "none", "--name", f"s{code}", "busybox", "sh", "-c",
+                                     f"trap 'exit {code}' {name}; echo ready; while true; do sleep 0.05; done"),
+                             env=bb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        pid = int(bb("inspect", "-f", "{{.State.Pid}}", f"s{code}").out)
+        # served: the monitor is the container's parent; in-process: the CLI is
+        assert _parent(pid) == (monitor_pid(bb.runroot) if mode == "served" else p.pid)
+        p.send_signal(sig)
+        assert p.wait(timeout=20) == code
+    assert bb("ps", "-aq").out.split() == bb("ps", "-q").out.split()  # only the keeper, if any
+
+
+def test_exec_streams_codes_stdin_env(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    bb("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "120")
+    r = bb("exec", "ex", "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert (r.rc, r.out, r.err) == (4, "out\n", "err\n")
+    r = bb.fail("exec", "ex", "nosuchcmd")
+    assert r.rc == 127 and "nosuchcmd" in r.err and len(r.err.strip().splitlines()) == 1
+    assert bb("exec", "-i", "ex", "cat", input="piped\n").out == "piped\n"
+    assert bb("exec", "ex", "cat", input="not read\n").out == ""  # stdin only with -i
+    bb.env["FROM_CLI"] = "v"
+    r = bb("exec", "-e", "A=1", "-e", "FROM_CLI", "-w", "/tmp", "-u", "nobody", "ex",
+           "sh", "-c", 'echo "$A|$FROM_CLI|$(pwd)|$(id -u)"')
+    assert r.out == "1|v|/tmp|65534\n"
+    assert bb.fail("exec", "-w", "rel", "ex", "true").rc == 125
+    assert bb("exec", "-d", "ex", "sh", "-c", "echo detached > /tmp/d").out == ""
+    assert wait_until(lambda: bb("exec", "ex", "cat", "/tmp/d", check=False).out == "detached\n", 10)
+    r = bb("exec", "ex", "sh", "-c", "kill -9 $$", check=False)
+    assert r.rc == 137
+    p = subprocess.Popen(bb.argv("exec", "ex", "sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done"),
+                         env=bb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=20) == 42
+    bb("stop", "-t", "1", "ex")
+    r = bb.fail("exec", "ex", "true")
+    assert r.rc != 0 and "not running" in r.err and len(r.err.strip().splitlines()) == 1
+    assert bb.fail("exec", "nosuch", "true").rc != 0
+    bb("rm", "ex")
+
+
+def test_served_run_survives_its_client(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    """A foreground CLI killed: the container runs on (as with docker) and is cleaned up when it ends."""
+    if mode != "served":
+        pytest.skip("in-process, the CLI is the container's waiter")
+    p = subprocess.Popen(bb.argv("run", "--rm", "--name", "orphan", "--network", "none", "busybox", "sh", "-c",
+                                 "echo ready; sleep 1"), env=bb.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    p.kill()
+    p.wait(timeout=10)
+    assert wait_until(lambda: "orphan" not in bb("ps", "-a", "--format", "{{.Names}}").out, 15)
