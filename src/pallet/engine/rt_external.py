@@ -3,6 +3,13 @@
 ``runc run --detach`` in pass-through stdio mode: the container gets our fds directly; runc
 exits and its init is re-parented to us (we are a subreaper). Runtime errors go to a JSON log
 file (``--log``), so the container's stderr pipe carries only the container's output.
+
+With a terminal (``process.terminal``) runc's console-socket contract is used: we listen on a
+unix socket, pass ``--console-socket PATH``, and runc connects and sends the pty master with
+SCM_RIGHTS (the slave is the container's stdio and /dev/console). The master becomes
+``io.master``, as the built-in runtime's console fd does, so the pump, SIGWINCH and raw mode
+work the same. The initial window size goes into ``process.consoleSize`` (set by runc before the
+process runs: ``stty size`` as the first command sees it).
 """
 from __future__ import annotations
 
@@ -16,7 +23,6 @@ from pallet.engine.stdio import Stdio
 from pallet.errors import (
     CommandNotExecutable,
     CommandNotFound,
-    NotImplementedFeature,
     PalletError,
     Unavailable,
 )
@@ -65,43 +71,167 @@ def _mount_rootfs(c: Container, dirs: Dirs, rootfs: str) -> None:
     sc.mount("overlay", rootfs, "overlay", 0, f"lowerdir={lower},upperdir={dirs.upper},workdir={dirs.work}")
 
 
-def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str, Any]:
+class _ConsoleSocket:
+    """A listening unix socket for ``--console-socket``; ``receive()`` returns the pty master.
+
+    The socket lives in the container's run dir, reached through ``/proc/<pid>/fd/<dirfd>``: the
+    real path may be longer than sun_path's 108 bytes. ``close()`` removes it (idempotent)."""
+
+    def __init__(self, directory: str) -> None:
+        import _socket
+
+        self.dirfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.name = f"console-{os.getpid()}.sock"
+        self.sock: Any = None
+        try:
+            try:
+                os.unlink(f"/proc/self/fd/{self.dirfd}/{self.name}")
+            except FileNotFoundError:
+                pass
+            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+            self.sock.bind(f"/proc/self/fd/{self.dirfd}/{self.name}")
+            self.sock.listen(1)
+        except BaseException:
+            self.close()
+            raise
+        self.path = f"/proc/{os.getpid()}/fd/{self.dirfd}/{self.name}"
+
+    def receive(self, timeout: float = 10.0) -> int:
+        """The fd runc sent (after it exited 0, the connection and message are queued)."""
+        import _socket
+        import array
+
+        self.sock.settimeout(timeout)
+        fd, _addr = self.sock._accept()  # _socket's accept (socket.socket's wrapper imports selectors)
+        conn = _socket.socket(fileno=fd)
+        try:
+            conn.settimeout(timeout)
+            fds = array.array("i")
+            _msg, anc, _flags, _addr = conn.recvmsg(1024, _socket.CMSG_SPACE(4 * 4), _socket.MSG_CMSG_CLOEXEC)
+            for level, kind, data in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    fds.frombytes(data[:len(data) - len(data) % 4])
+        finally:
+            conn.close()
+        if not fds:
+            raise PalletError("the runtime sent no terminal on the console socket")
+        for extra in fds[1:]:
+            os.close(extra)
+        return int(fds[0])
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.dirfd >= 0:
+            try:
+                os.unlink(f"/proc/self/fd/{self.dirfd}/{self.name}")
+            except OSError:
+                pass
+            os.close(self.dirfd)
+            self.dirfd = -1
+
+
+def _console_size(proc: dict[str, Any]) -> None:
+    """``process.consoleSize`` from the caller's terminal (fd 0, else 1), when it has one."""
+    import fcntl
+    import struct
+    import termios
+
+    for fd in (0, 1):
+        if os.isatty(fd):
+            try:
+                rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+            except OSError:
+                return
+            if rows and cols:
+                proc["consoleSize"] = {"height": rows, "width": cols}
+            return
+
+
+def _stdio(io: Stdio) -> dict[str, Any]:
+    """runc's own stdio: the container's fds (pass-through), or /dev/null with a terminal."""
     if io.tty:
-        raise NotImplementedFeature("-t with --runtime runc|crun is not supported yet (use --runtime pallet)")
+        return {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return {"stdin": io.child[0], "stdout": io.child[1], "stderr": io.child[2]}
+
+
+def _adopt_master(io: Stdio, console: _ConsoleSocket) -> None:
+    from pallet.engine.stdio import copy_winsize
+
+    io.master = console.receive()
+    for fd in (0, 1):
+        if os.isatty(fd):
+            copy_winsize(fd, io.master)
+            break
+
+
+def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str, Any]:
     bundle = dirs.run / "bundle"
     rootfs = bundle / "rootfs"
     bundle.mkdir(parents=True, exist_ok=True)  # (also makes dirs.run)
     spec["root"]["path"] = str(rootfs)
+    if io.tty:
+        _console_size(spec["process"])
     (bundle / "config.json").write_text(json.dumps(spec))
-    _mount_rootfs(c, dirs, str(rootfs))
     pidfile = dirs.run / "runtime.pid"
+    console = None
     try:
-        p = subprocess.run(_argv(c, dirs, "run", "--detach", "--pid-file", str(pidfile), "--bundle", str(bundle),
-                                 c.id), stdin=io.child[0], stdout=io.child[1], stderr=io.child[2])
+        _mount_rootfs(c, dirs, str(rootfs))
+        more: list[str] = []
+        if io.tty:
+            console = _ConsoleSocket(str(dirs.run))
+            more = ["--console-socket", console.path]
+        p = subprocess.run(_argv(c, dirs, "run", "--detach", "--pid-file", str(pidfile), *more,
+                                 "--bundle", str(bundle), c.id), **_stdio(io))
         if p.returncode != 0:
             raise _error(dirs, f"{c.host.get('Runtime')} run failed ({p.returncode})")
         pid = int(pidfile.read_text())
+        if console is not None:
+            _adopt_master(io, console)
     except BaseException:
+        if io.master >= 0:
+            os.close(io.master)
+            io.master = -1
         cleanup(c, dirs)
         raise
+    finally:
+        if console is not None:
+            console.close()
     return {"pid": pid}
 
 
 def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
-    if io.tty:
-        raise NotImplementedFeature("exec -t with --runtime runc|crun is not supported yet")
     full = json.loads((dirs.run / "bundle" / "config.json").read_text())["process"]
+    full.pop("consoleSize", None)
     full.update(proc)
+    if io.tty:
+        _console_size(full)
     pf = dirs.run / f"exec-{os.getpid()}.json"
     pidfile = dirs.run / f"exec-{os.getpid()}.pid"
     pf.write_text(json.dumps(full))
+    console = None
     try:
-        p = subprocess.run(_argv(c, dirs, "exec", "--detach", "--pid-file", str(pidfile), "--process", str(pf), c.id),
-                           stdin=io.child[0], stdout=io.child[1], stderr=io.child[2])
+        more: list[str] = []
+        if io.tty:
+            console = _ConsoleSocket(str(dirs.run))
+            more = ["--console-socket", console.path]
+        p = subprocess.run(_argv(c, dirs, "exec", "--detach", "--pid-file", str(pidfile), *more,
+                                 "--process", str(pf), c.id), **_stdio(io))
         if p.returncode != 0:
             raise _error(dirs, "exec failed")
-        return int(pidfile.read_text())
+        pid = int(pidfile.read_text())
+        if console is not None:
+            _adopt_master(io, console)
+        return pid
+    except BaseException:
+        if io.master >= 0:
+            os.close(io.master)
+            io.master = -1
+        raise
     finally:
+        if console is not None:
+            console.close()
         for f in (pf, pidfile):
             try:
                 f.unlink()
