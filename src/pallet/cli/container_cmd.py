@@ -47,6 +47,7 @@ CREATE_FLAGS: tuple[tuple, ...] = (
     (("--dns-search",), "many", None, None),
     (("--dns-option",), "many", None, None),
     (("--add-host",), "many", None, None),
+    (("--group-add",), "many", None, None),
     (("--pull",), "one", "missing", ("always", "missing", "never")),
     (("-q", "--quiet"), "flag", None, None),
     (("-i", "--interactive"), "flag", None, None),
@@ -127,7 +128,7 @@ def option_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
         mounts=ns.mount, volumes_from=ns.volumes_from, runtime=ns.runtime, network=ns.network,
         interactive=ns.interactive, tty=ns.tty, detach=getattr(ns, "detach", False), publish=ns.publish,
         publish_all=ns.publish_all, network_alias=ns.network_alias, dns=ns.dns, add_host=ns.add_host,
-        dns_search=ns.dns_search, dns_option=ns.dns_option)
+        dns_search=ns.dns_search, dns_option=ns.dns_option, group_add=ns.group_add)
 
 
 def _pull(g: Any, ns: argparse.Namespace, store: Any) -> None:

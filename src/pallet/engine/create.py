@@ -64,6 +64,7 @@ class CreateOptions:
     dns_search: list[str]
     dns_option: list[str]
     add_host: list[str]
+    group_add: list[str]
 
     _DEFAULTS: dict[str, Any] = {
         "command": [],
@@ -106,6 +107,7 @@ class CreateOptions:
         "dns_search": [],
         "dns_option": [],
         "add_host": [],
+        "group_add": [],
     }
 
     def __init__(self, image: str, **kw: Any) -> None:
@@ -182,6 +184,7 @@ def build_config(o: CreateOptions, image_id: str, image_cfg: dict[str, Any], cid
         "PidsLimit": units.parse_int("--pids-limit", o.pids_limit),
         "Runtime": _runtime(o.runtime), "Init": o.init, "Mounts": o.mounts or None,
         "PublishAllPorts": o.publish_all, "Publish": o.publish or None, "NetworkAliases": o.network_alias or None,
+        "GroupAdd": list(o.group_add) or None,
     }
     return {"Config": config, "HostConfig": host, "Security": sec}
 
@@ -205,6 +208,11 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
         raise NotFound(f"Unable to find image '{o.image}' locally: No such image: {o.image}") from None
     cid = names.new_id()
     cfg = build_config(o, str(rec.id), rec.config, cid)
+    lowerdirs = [str(p) for p in store.lowerdirs(rec)]
+    if o.group_add:  # checked before anything is written; resolved again at each start and exec
+        from pallet.engine import specgen
+
+        specgen.resolve_group_add(lowerdirs, o.group_add)
     from pallet.engine import netwire
 
     netwire.validate(conn, str(store.paths.root), str(store.paths.runroot), cfg["HostConfig"]["NetworkMode"])
@@ -224,7 +232,7 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
     cfg["Mounts"] = mlist
     cfg["Name"] = "/" + (o.name or "")
     cfg["ImageRef"] = o.image
-    cfg["Lowerdirs"] = [str(p) for p in store.lowerdirs(rec)]
+    cfg["Lowerdirs"] = lowerdirs
     dirs = Dirs(store.paths.root, store.paths.runroot, cid)
     try:
         dirs.make()

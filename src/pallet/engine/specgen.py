@@ -30,7 +30,12 @@ def cgroup_parent() -> str:
 def find_in_layers(c: Container, dirs: Dirs, rel: str) -> str | None:
     """The file at ``rel`` as the container sees it (upper dir first, then layers top-first);
     None when missing, whited out, or reached through a symlink."""
-    for layer in [str(dirs.upper), *c.config.get("Lowerdirs", [])]:
+    return find_in([str(dirs.upper), *c.config.get("Lowerdirs", [])], rel)
+
+
+def find_in(layers: list[str], rel: str) -> str | None:
+    """``find_in_layers`` over a list of layer dirs, top first."""
+    for layer in layers:
         cur = layer
         ok = True
         for part in rel.strip("/").split("/"):
@@ -48,7 +53,11 @@ def find_in_layers(c: Container, dirs: Dirs, rel: str) -> str | None:
 
 
 def _table(c: Container, dirs: Dirs, rel: str) -> list[list[str]]:
-    path = find_in_layers(c, dirs, rel)
+    return _table_in([str(dirs.upper), *c.config.get("Lowerdirs", [])], rel)
+
+
+def _table_in(layers: list[str], rel: str) -> list[list[str]]:
+    path = find_in(layers, rel)
     if path is None:
         return []
     try:
@@ -91,7 +100,39 @@ def resolve_user(c: Container, dirs: Dirs, user: str) -> tuple[int, int, list[in
         for row in groups:
             if len(row) >= 4 and name in row[3].split(",") and int(row[2]) != gid:
                 extra.append(int(row[2]))
+    # --group-add (HostConfig.GroupAdd): for the container's process and every exec (moby getUser)
+    for g in group_gids(groups, list(c.host.get("GroupAdd") or [])):
+        if g not in extra:
+            extra.append(g)
     return uid, int(gid or 0), extra
+
+
+def resolve_group_add(layers: list[str], names: list[str]) -> list[int]:
+    """``--group-add`` values checked against the image's /etc/group (``layers`` top first), as
+    ``create`` does before anything is written."""
+    return group_gids(_table_in(layers, "etc/group"), names)
+
+
+def group_gids(groups: list[list[str]], names: list[str]) -> list[int]:
+    """moby's GetAdditionalGroups: a name or gid listed in /etc/group, else a number in
+    [0, 2^31-1]; otherwise "Unable to find group NAME: no matching entries in group file"."""
+    out: list[int] = []
+    for want in names:
+        gid = None
+        for row in groups:
+            if len(row) >= 3 and (row[0] == want or row[2] == want) and row[2].isdigit():
+                gid = int(row[2])
+                break
+        if gid is None:
+            try:
+                gid = int(want, 10)
+            except ValueError:
+                raise InvalidArgument(f"Unable to find group {want}: no matching entries in group file") from None
+            if not 0 <= gid <= 2**31 - 1:
+                raise InvalidArgument(f"group {want}: numerical result out of range")
+        if gid not in out:
+            out.append(gid)
+    return out
 
 
 _HOSTS_BASE = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
