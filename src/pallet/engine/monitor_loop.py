@@ -35,44 +35,51 @@ class Watched:
 
 
 class Checkpointer:
-    """Checkpoints the database's WAL every ``PERIOD`` s when it has grown past ``PAGES`` pages
-    (the CLI's connections use 64: see engine.lightstore), and once more at ``stop``. PASSIVE:
-    it never waits for, nor blocks, a writer."""
+    """Checkpoints the database's WAL off the loop: a short-lived thread with its own connection
+    (sqlite3 releases the GIL while it syncs), started when the WAL has grown past ``PAGES``
+    pages (the CLI's connections use 64: see engine.lightstore) and the loop was idle, or past
+    16 times that whatever the load; once more at ``stop``. PASSIVE: it never waits for, nor
+    blocks, a writer. Not a permanent thread: a raw clone needs a single-threaded process, else
+    the runtime goes through a helper process (runtime.linux.syscalls.clone_via_helper)."""
 
-    PERIOD = 0.5
     PAGES = 64
 
     def __init__(self, dbpath: str) -> None:
-        import threading
-
         self.dbpath = dbpath
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="checkpoint", daemon=True)
-        self.thread.start()
+        self.thread: Any = None
+        self.next_check = 0.0
 
-    def _loop(self) -> None:
+    def maybe(self, idle: bool) -> None:
+        now = time.monotonic()
+        if now < self.next_check or (self.thread is not None and self.thread.is_alive()):
+            return
+        self.next_check = now + 0.5
+        try:
+            size = os.stat(self.dbpath + "-wal").st_size
+        except OSError:
+            return
+        if size > self.PAGES * 4096 * (1 if idle else 16):
+            import threading
+
+            self.thread = threading.Thread(target=self.once, name="checkpoint", daemon=True)
+            self.thread.start()
+
+    def once(self) -> None:
         import _sqlite3
 
         try:
             conn = _sqlite3.connect(self.dbpath, timeout=5, isolation_level=None, check_same_thread=False)
-        except Exception:  # noqa: BLE001 - then the CLI's connections checkpoint, as without a monitor
-            return
-        try:
-            while True:
-                stopping = self.done.wait(self.PERIOD)
-                try:
-                    if os.stat(self.dbpath + "-wal").st_size > self.PAGES * 4096 or stopping:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except Exception:  # noqa: BLE001 - busy or gone: the next round, or a CLI, does it
-                    pass
-                if stopping:
-                    return
-        finally:
-            conn.close()
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - busy or gone: the next round, or a CLI, does it
+            pass
 
     def stop(self) -> None:
-        self.done.set()
-        self.thread.join(timeout=10)
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self.once()
 
 
 class Monitor:
@@ -142,7 +149,8 @@ class Monitor:
             timeout = LINGER
             if self.pending:
                 timeout = max(0.0, min(self.pending.values()) - now)
-            for key, _ in self.sel.select(timeout):
+            events = self.sel.select(timeout)
+            for key, _ in events:
                 kind, obj = key.data
                 try:
                     getattr(self, "_on_" + kind)(key.fileobj, obj)
@@ -150,6 +158,7 @@ class Monitor:
                     pass
             self._reap()
             self._due_restarts()
+            self.checkpointer.maybe(idle=not events)
 
     def _on_wake(self, fd: Any, _obj: Any) -> None:
         try:
