@@ -192,7 +192,7 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
     import time
 
     from pallet.cli import fmt
-    from pallet.engine import rt, session
+    from pallet.engine import rt, session, stats
 
     with session.open(g) as s:
         cs = [s.get(r) for r in ns.containers] if ns.containers else s.list()
@@ -213,13 +213,16 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
                 use, lim = st.get("memory_usage", 0), st.get("memory_limit", 0)
                 if not lim or lim > 1 << 60:
                     lim = _host_mem()
+                io = stats.io_counters(c.pid, c.host.get("NetworkMode")) if st else {}
                 rows.append({"Container": names.get(c.id, c.id[:12]), "ID": c.id[:12], "Name": c.name,
                              "CPUPerc": f"{cpu:.2f}%",
                              "MemUsage": f"{fmt.binary_size(use)} / {fmt.binary_size(lim)}",
-                             "MemPerc": f"{(use / lim * 100 if lim else 0):.2f}%", "NetIO": "0B / 0B",
-                             "BlockIO": "0B / 0B", "PIDs": str(st.get("pids", 0))})
-            if ns.format:
-                print(fmt.render(ns.format, rows, _STATS_HEADERS), flush=True)
+                             "MemPerc": f"{(use / lim * 100 if lim else 0):.2f}%",
+                             "NetIO": f"{_size3(io.get('net_rx', 0))} / {_size3(io.get('net_tx', 0))}",
+                             "BlockIO": f"{_size3(io.get('blk_read', 0))} / {_size3(io.get('blk_write', 0))}",
+                             "PIDs": str(st.get("pids", 0))})
+            if ns.format:  # {{json .}} and json: keys sorted, as docker's CLI marshals the row
+                print(fmt.render(ns.format, [dict(sorted(r.items())) for r in rows], _STATS_HEADERS), flush=True)
             else:
                 heads = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
                 print(fmt.table(heads, [list(r.values())[1:] for r in rows]), flush=True)
@@ -231,6 +234,16 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
 _STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
                   "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
                   "PIDs": "PIDS"}
+
+
+def _size3(n: float) -> str:
+    """go-units HumanSizeWithPrecision(n, 3): docker stats' NET I/O and BLOCK I/O ("1.23kB", "648B")."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    v, i = float(n), 0
+    while v >= 1000 and i < len(units) - 1:
+        v /= 1000
+        i += 1
+    return f"{v:.3g}{units[i]}"
 
 
 def _host_mem() -> int:
