@@ -101,18 +101,21 @@ class _ConsoleSocket:
         import _socket
         import array
 
-        self.sock.settimeout(timeout)
-        fd, _addr = self.sock._accept()  # _socket's accept (socket.socket's wrapper imports selectors)
-        conn = _socket.socket(fileno=fd)
+        fds = array.array("i")
         try:
-            conn.settimeout(timeout)
-            fds = array.array("i")
-            _msg, anc, _flags, _addr = conn.recvmsg(1024, _socket.CMSG_SPACE(4 * 4), _socket.MSG_CMSG_CLOEXEC)
-            for level, kind, data in anc:
-                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                    fds.frombytes(data[:len(data) - len(data) % 4])
-        finally:
-            conn.close()
+            self.sock.settimeout(timeout)
+            fd, _addr = self.sock._accept()  # _socket's accept (socket.socket's wrapper imports selectors)
+            conn = _socket.socket(fileno=fd)
+            try:
+                conn.settimeout(timeout)
+                _msg, anc, _flags, _addr = conn.recvmsg(1024, _socket.CMSG_SPACE(4 * 4), _socket.MSG_CMSG_CLOEXEC)
+                for level, kind, data in anc:
+                    if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                        fds.frombytes(data[:len(data) - len(data) % 4])
+            finally:
+                conn.close()
+        except OSError as e:  # a timeout included: the runtime never connected
+            raise PalletError(f"the runtime sent no terminal on the console socket: {e}") from None
         if not fds:
             raise PalletError("the runtime sent no terminal on the console socket")
         for extra in fds[1:]:
@@ -222,7 +225,11 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
             raise _error(dirs, "exec failed")
         pid = int(pidfile.read_text())
         if console is not None:
-            _adopt_master(io, console)
+            try:
+                _adopt_master(io, console)
+            except BaseException:
+                os.kill(pid, 9)  # started, but without its terminal: nobody could reach it
+                raise
         return pid
     except BaseException:
         if io.master >= 0:
