@@ -43,21 +43,33 @@ def prewarm() -> None:
 
 class _Forward:
     """The signals a foreground ``exec`` gets, sent to its process (engine.pump.Forwarder without
-    pump's imports)."""
+    pump's imports). Installed before the request: the command writes straight to our stdout,
+    so a caller may see it run (and signal us) before the monitor's answer names its pid; a
+    signal that arrives before is held and sent then."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self) -> None:
+        self.pid = 0
+        self.held: list[int] = []
         self.saved: dict[int, Any] = {}
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Forward:
         import _signal
 
         from pallet.engine.units import FORWARDED_SIGNALS
 
         for s in FORWARDED_SIGNALS:
             self.saved[s] = _signal.signal(s, self._handle)
+        return self
+
+    def to(self, pid: int) -> None:
+        self.pid = pid
+        while self.held:
+            self._handle(self.held.pop(0), None)
 
     def _handle(self, signum: int, _frame: object) -> None:
+        if not self.pid:
+            self.held.append(signum)
+            return
         try:
             os.kill(self.pid, signum)
         except OSError:
@@ -168,19 +180,21 @@ def exec_(runroot: str, ref: str, args: list[str], *, env: list[str], user: str 
           interactive: bool, detach: bool, privileged: bool) -> int | None:
     """``pallet exec`` without a tty; None: not served here (run it in-process)."""
     fds = [] if detach else ([0, 1, 2] if interactive else [1, 2])
-    got = _ask(runroot, {"op": "exec", "ref": ref, "args": args, "env": env, "user": user, "workdir": workdir,
-                         "stdin": interactive, "detach": detach, "privileged": privileged}, fds)
-    if got is None:
-        return None
-    conn, reply = got
-    if detach:
-        conn.close()
-        return 0
-    try:
-        with _Forward(int(reply["pid"])):
-            return _exit_code(conn)
-    finally:
-        conn.close()
+    with _Forward() as fwd:
+        got = _ask(runroot, {"op": "exec", "ref": ref, "args": args, "env": env, "user": user, "workdir": workdir,
+                             "stdin": interactive, "detach": detach, "privileged": privileged}, fds)
+        if got is not None:
+            conn, reply = got
+            try:
+                if detach:
+                    return 0
+                fwd.to(int(reply["pid"]))
+                return _exit_code(conn)
+            finally:
+                conn.close()
+    for sig in fwd.held:  # signalled before anything ran: this process's own handling, now restored
+        os.kill(os.getpid(), sig)
+    return None
 
 
 def run(runroot: str, opts: dict[str, Any]) -> int | None:
