@@ -67,3 +67,24 @@ def test_bad_group_fails_and_leaves_nothing(bb, tmp_path) -> None:  # type: igno
     assert bb("volume", "ls", "-q").out == ""  # the named volume was never created
     cdir = bb.root / "containers"
     assert not cdir.exists() or not list(cdir.iterdir())
+
+
+def test_group_add_like_docker(bb, dockerd) -> None:  # type: ignore[no-untyped-def]
+    """The same flags through the session's private dockerd (runc): the same `id` lines, and the
+    same reason for an unknown group (docker reports it when the container starts)."""
+    import subprocess
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "run", "--rm", "--pull", "never", "--network", "none", *args],
+                              env=dockerd, capture_output=True, text=True, timeout=60)
+
+    for flags in (["--group-add", "nogroup", "--group-add", "1234"], ["-u", "nobody", "--group-add", "0"],
+                  ["-u", "nobody:nogroup", "--group-add", "root", "--group-add", "nogroup"]):
+        want = docker(*flags, "busybox", "id")
+        assert want.returncode == 0, want.stderr
+        got = bb("run", "--rm", "--network", "none", *flags, "busybox", "id")
+        assert got.out == want.stdout, (flags, got.out, want.stdout)
+    want = docker("--group-add", "nosuch", "busybox", "true")
+    assert want.returncode == 125 and "Unable to find group nosuch: no matching entries in group file" in want.stderr
+    got = bb.fail("run", "--rm", "--group-add", "nosuch", "busybox", "true")
+    assert got.rc == 125 and "Unable to find group nosuch: no matching entries in group file" in got.err
