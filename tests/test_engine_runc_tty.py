@@ -163,6 +163,8 @@ def test_run_t_failure_leaves_nothing(bb) -> None:  # type: ignore[no-untyped-de
     assert not os.path.ismount(bb.runroot / "containers" / cid / "bundle" / "rootfs")
     bb("rm", "tf")
     _no_console_sockets(bb)
+    run_dirs = bb.runroot / "containers"
+    assert not run_dirs.exists() or not list(run_dirs.iterdir()), list(run_dirs.iterdir())  # no bundle left
     # the bb fixture then checks: no mount, cgroup, process or container dir left
 
 
