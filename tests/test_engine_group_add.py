@@ -38,6 +38,10 @@ def test_group_add_reaches_exec_and_inspect(bb) -> None:  # type: ignore[no-unty
     bb("start", "ga")
     assert _groups(bb("exec", "ga", "id", "-G").out) == {"0", "777", "65534"}
     assert _groups(bb("exec", "-u", "nobody", "ga", "id", "-G").out) == {"65534", "777"}
+    # a foreground run while the monitor listens (served by it: pallet.engine.served) gets them too
+    r = bb("run", "--rm", "--network", "none", "--group-add", "nogroup", "busybox", "id", "-G")
+    assert _groups(r.out) == {"0", "65534"}, r.out
+    assert bb.fail("run", "--rm", "--group-add", "nosuch", "busybox", "true").rc == 125
     bb("rm", "-f", cid)
     # without the flag: GroupAdd null, as docker
     bb("create", "--name", "gb", "--network", "none", "busybox", "true")
