@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pallet.distribution.server import keys
+from pallet.distribution.server import blobsend, keys
 from pallet.distribution.server.errors import RegistryError, blob_unknown, unsupported, upload_unknown
 from pallet.distribution.server.names import check_name, parse_digest
 from pallet.distribution.server.state import state_of
@@ -37,7 +37,10 @@ async def blob_get(request: web.Request, name: str, ref: str) -> web.StreamRespo
         return web.Response(status=200, headers=headers)
     path = drv.blob_path(d)
     if path is not None:
-        return web.FileResponse(path, chunk_size=1 << 20, headers=headers)
+        try:
+            return await blobsend.send(request, path, size, f'"{d}"', headers)
+        except FileNotFoundError:  # deleted (or collected) since blob_size
+            raise blob_unknown(ref) from None
     resp = web.StreamResponse(status=200, headers=headers)
     resp.content_length = size
     await resp.prepare(request)

@@ -87,7 +87,7 @@ def access_logger_class(metrics: Metrics, sink: IO[str] | None) -> type:
     class AccessLog(AbstractAccessLogger):
         def log(self, request: Any, response: Any, duration: float) -> None:
             bytes_in = request.get(keys.BYTES_IN, 0) or (request.content_length or 0)
-            bytes_out = response.body_length
+            bytes_out = response.body_length + request.get(keys.BYTES_SENT, 0)
             metrics.request(request.method, response.status, bytes_in, bytes_out)
             if sink is None:
                 return
