@@ -13,6 +13,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import struct
 import termios
 import time
@@ -38,7 +39,7 @@ def drive(bb, args: list[str], steps: list[tuple[object, object]], *, rows: int 
           timeout: float = 20.0) -> tuple[str, int]:  # type: ignore[no-untyped-def]
     """Run ``pallet ARGS`` on a fresh pty of ROWSxCOLS; each step waits until its bytes appeared in
     the output (since the previous step) or its predicate(master) holds, then writes bytes or calls
-    fn(master). Returns the output and the exit code."""
+    fn(master, pid of the CLI). Returns the output and the exit code."""
     argv = bb.argv(*args)
     pid, master = pty.fork()
     if pid == 0:  # the child: exec at once (never back into pytest)
@@ -61,7 +62,7 @@ def drive(bb, args: list[str], steps: list[tuple[object, object]], *, rows: int 
                 if isinstance(action, bytes):
                     os.write(master, action)
                 else:
-                    action(master)  # type: ignore[operator]
+                    action(master, pid)  # type: ignore[operator]
                 continue
             r, _, _ = select.select([master], [], [], 0.1)
             if r:
@@ -98,7 +99,7 @@ def _no_console_sockets(bb) -> None:  # type: ignore[no-untyped-def]
 def test_run_it_tty_winsize_winch_input_exit(bb) -> None:  # type: ignore[no-untyped-def]
     out, rc = drive(bb, ["run", "--rm", "-it", "--runtime", "runc", "--network", "none", "busybox", "sh", "-c",
                          "tty; stty size; read x; echo got-$x; stty size; exit 7"],
-                    [(b"33 99", lambda m: _winsize(m, 41, 123)), (is_raw, b"hello\r")])
+                    [(b"33 99", lambda m, _p: _winsize(m, 41, 123)), (is_raw, b"hello\r")])
     assert "/dev/pts/0" in out and "33 99" in out, out
     assert "got-hello" in out and "41 123" in out, out  # raw input reached read; SIGWINCH resized the pty
     assert rc == 7, out
@@ -107,6 +108,12 @@ def test_run_it_tty_winsize_winch_input_exit(bb) -> None:  # type: ignore[no-unt
     out, rc = drive(bb, ["run", "--rm", "-it", "--runtime", "runc", "--network", "none", "busybox", "sh", "-c",
                          "echo ready; sleep 5; echo after"], [(b"ready", b"\x03")])
     assert "after" not in out and rc == 130, (out, rc)
+    # SIGTERM sent to the foreground CLI reaches the container's pid 1 (its trap runs)
+    out, rc = drive(bb, ["run", "--rm", "-t", "--runtime", "runc", "--network", "none", "busybox", "sh", "-c",
+                         "trap 'echo got-term; exit 9' TERM; echo ready; i=0; "
+                         "while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"],
+                    [(b"ready", lambda _m, p: os.kill(p, signal.SIGTERM))])
+    assert "got-term" in out and rc == 9, (out, rc)
     _no_console_sockets(bb)
 
 
@@ -140,7 +147,7 @@ def test_exec_t_and_it(bb) -> None:  # type: ignore[no-untyped-def]
     r = bb("exec", "-t", "te", "sh", "-c", "tty; exit 6", check=False)
     assert r.rc == 6 and r.out == "/dev/pts/0\r\n", r
     out, rc = drive(bb, ["exec", "-it", "te", "sh", "-c", "stty size; read x; echo got-$x; stty size; exit 5"],
-                    [(b"20 70", lambda m: _winsize(m, 25, 80)), (is_raw, b"yes\r")], rows=20, cols=70)
+                    [(b"20 70", lambda m, _p: _winsize(m, 25, 80)), (is_raw, b"yes\r")], rows=20, cols=70)
     assert "20 70" in out and "got-yes" in out and "25 80" in out and rc == 5, (out, rc)
     # failures: not found 127, one line, nothing left in the container's run dir
     r = bb.fail("exec", "-t", "te", "nosuch")
