@@ -134,3 +134,30 @@ def test_served_run_survives_its_client(bb, mode) -> None:  # type: ignore[no-un
     p.kill()
     p.wait(timeout=10)
     assert wait_until(lambda: "orphan" not in bb("ps", "-a", "--format", "{{.Names}}").out, 15)
+
+
+def test_spare_cgroup_kept_taken_and_swept(bb) -> None:  # type: ignore[no-untyped-def]
+    """cgroup v1: the monitor keeps a spare container cgroup that a start takes by rename; it is
+    removed when the monitor exits, and by the next removal when the monitor was killed."""
+    import glob
+
+    from engine_helpers import CGROUP_PARENT
+
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("cgroup v2 host: no spare (one mkdir)")
+
+    def spares() -> set[str]:
+        return {p.rsplit("/", 1)[1] for p in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/pallet-spare-*")}
+
+    bb("run", "-d", "--name", "keeper", "--network", "none", "busybox", "sleep", "120")
+    mon = monitor_pid(bb.runroot)
+    assert wait_until(lambda: spares() == {f"pallet-spare-{mon}"}, 10), spares()
+    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "120").out.strip()
+    assert glob.glob(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/{cid}")
+    assert wait_until(lambda: spares() == {f"pallet-spare-{mon}"}, 10)  # made again
+    assert bb("run", "--rm", "--network", "none", "busybox", "cat", "/sys/fs/cgroup/pids/pids.max").out == "max\n"
+    os.kill(mon, signal.SIGKILL)
+    assert wait_until(lambda: not os.path.exists(f"/proc/{mon}/stat") or
+                      open(f"/proc/{mon}/stat").read().split(") ")[1].startswith("Z"))
+    bb("rm", "-f", "keeper", cid)  # in-process: sweeps the dead monitor's spare
+    assert spares() == set()

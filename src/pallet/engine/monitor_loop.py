@@ -111,6 +111,19 @@ class Monitor:
         # connection, off the loop (sqlite3 releases the GIL while it syncs).
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.checkpointer = Checkpointer(str(self.store.paths.root / "db.sqlite"))
+        # cgroup v1: keep a spare container cgroup ready (runtime.linux.cgroupfs.SPARE), made
+        # while nothing served is in flight, taken by the next start with a rename
+        self.cg_parent = ""
+        from pallet.runtime.linux import cgroupfs
+
+        if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
+            from pallet.engine.specgen import cgroup_parent
+            from pallet.runtime.linux import cgroup_v1
+
+            cgroupfs.SPARE = cgroupfs.SPARE_PREFIX + str(os.getpid())
+            self.cg_parent = cgroup_parent()
+            cgroup_v1.drop_spares(self.cg_parent, only_dead=True)  # a killed monitor's
+        self.want_spare = bool(self.cg_parent)
 
     def _term(self, *_: object) -> None:
         self.stopping = True
@@ -130,6 +143,14 @@ class Monitor:
 
     def close(self) -> None:
         self.checkpointer.stop()
+        if self.cg_parent:
+            from pallet.runtime.linux import cgroupfs
+            from pallet.runtime.linux.cgroup_v1 import CgroupV1
+
+            try:
+                CgroupV1(self.cg_parent + "/" + cgroupfs.SPARE).destroy()
+            except Exception:  # noqa: BLE001 - swept by the next monitor or removal
+                pass
         if self.listener is not None:
             try:
                 os.unlink(self.listener.getsockname())
@@ -149,6 +170,11 @@ class Monitor:
             timeout = LINGER
             if self.pending:
                 timeout = max(0.0, min(self.pending.values()) - now)
+            if self.want_spare and not any(w.log is None for w in self.by_id.values()):
+                from pallet.runtime.linux import cgroup_v1
+
+                cgroup_v1.make_spare(self.cg_parent)
+                self.want_spare = False
             events = self.sel.select(timeout)
             for key, _ in events:
                 kind, obj = key.data
@@ -398,6 +424,7 @@ class Monitor:
             if cur is not None and cur.status == "restarting":
                 state.set_exited(self.conn, cur, cur.exit_code)
             raise
+        self.want_spare = bool(self.cg_parent)  # (this start may have taken it)
         w = Watched(c.id, info["pid"], io, None if served else LogWriter(Dirs(self.root, self.runroot, c.id).log))
         self.by_pid[w.pid] = w
         self.by_id[c.id] = w

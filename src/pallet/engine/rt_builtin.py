@@ -96,12 +96,24 @@ def pids(c: Container, dirs: Dirs) -> list[int]:
     return list(_load(c, dirs).cgroup.pids())
 
 
+def _drop_dead_spares() -> None:
+    """The spare cgroups of a monitor that was killed (engine.monitor_loop keeps one ready)."""
+    from pallet.runtime.linux import cgroupfs
+
+    if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
+        from pallet.engine.specgen import cgroup_parent
+        from pallet.runtime.linux.cgroup_v1 import drop_spares
+
+        drop_spares(cgroup_parent(), only_dead=True)
+
+
 def cleanup(c: Container, dirs: Dirs) -> None:
     """Idempotent, and safe when the waiter and a ``rm -f`` clean up at the same time."""
     import errno
 
     from pallet.errors import OSFailure
 
+    _drop_dead_spares()
     for _attempt in range(3):
         try:
             _load(c, dirs).delete(force=True)

@@ -6,6 +6,7 @@ import os
 import time
 
 from pallet.errors import NotImplementedFeature, OSFailure
+from pallet.runtime.linux import cgroupfs
 from pallet.runtime.linux.cgroupfs import (
     CGROUP_ROOT,
     DEFAULT_ALLOW,
@@ -28,6 +29,8 @@ class CgroupV1:
     def create(self, resources: dict | None, apply_limits: bool = True) -> None:
         try:
             for c, p in self.paths.items():
+                if cgroupfs.SPARE and _take_spare(p):
+                    continue
                 if c == "cpuset":
                     self._mk_cpuset(p)
                 else:
@@ -157,3 +160,55 @@ class CgroupV1:
             self._freezer("THAWED")
         for p in self.paths.values():
             _rmdir(p)
+
+
+def _take_spare(path: str) -> bool:
+    """Rename the spare next to ``path`` (same parent) into ``path``; False when there is none."""
+    try:
+        os.rename(os.path.dirname(path) + "/" + cgroupfs.SPARE, path)
+        return True
+    except OSError:
+        return False
+
+
+def make_spare(parent: str) -> None:
+    """Make ``<parent>/<cgroupfs.SPARE>`` ready in every hierarchy (cpuset filled in); best effort."""
+    if not cgroupfs.SPARE:
+        return
+    cg = CgroupV1(parent.strip("/") + "/" + cgroupfs.SPARE)
+    if all(os.path.isdir(p) for p in cg.paths.values()):
+        return
+    try:
+        cg.create(None, apply_limits=False)
+    except Exception:  # noqa: BLE001 - only an optimisation (create removed what it made)
+        pass
+
+
+def drop_spares(parent: str, *, only_dead: bool) -> None:
+    """Remove the spares under ``parent`` (``only_dead``: those whose owner, the pid in the name,
+    is gone: a monitor that was killed). Idempotent, best effort."""
+    names: set[str] = set()
+    for c in V1_CONTROLLERS:
+        try:
+            names.update(n for n in os.listdir(f"{CGROUP_ROOT}/{c}/{parent.strip('/')}")
+                         if n.startswith(cgroupfs.SPARE_PREFIX))
+        except OSError:
+            continue
+    for n in names:
+        if only_dead and _alive(n[len(cgroupfs.SPARE_PREFIX):]):
+            continue
+        try:
+            CgroupV1(parent.strip("/") + "/" + n).destroy()
+        except Exception:  # noqa: BLE001 - the next sweep tries again
+            pass
+
+
+def _alive(pid: str) -> bool:
+    """A process that is not gone nor a zombie (a killed monitor may stay unreaped a while)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except ValueError:
+        return True  # not one of ours: leave it
+    except OSError:
+        return False
