@@ -3,11 +3,19 @@
 fresh, both on loopback, in one run; prints ratios.
 
 (a) ``skopeo copy`` of bench/big:1 (taken from the anchor registry at 127.0.0.1:5000 into both)
-    out of each registry into an oci: directory: time ratio pallet/distribution (goal <= 1.0x).
+    out of each registry into an oci: directory, runs interleaved (order alternating, ``sync``
+    before each): ratio of the median times pallet/distribution (goal <= 1.0x), best-of too.
 (b) 32 concurrent connections (wrk, else a bounded aiohttp load generator) fetching one
     manifest, then one 10 MB blob: requests/s ratio pallet/distribution (goal >= 1.0x, 0 errors).
 
-Usage: bench/registry.py [--workers N] [--duration S] [--anchor 127.0.0.1:5000] [--skip-copy] [--repeat N]
+Both servers run as a user would start them: distribution with Debian's shipped config
+(/etc/docker/registry/config.yml: info logging, access log on, in-memory blob descriptor
+cache; auth, port and storage path aside), pallet with its defaults (1 worker, JSON access log
+on stderr); both logs go to /dev/null. ``--quiet-logs`` turns both access logs off,
+``--workers N`` gives pallet N worker processes.
+
+Usage: bench/registry.py [--workers N] [--quiet-logs] [--duration S] [--anchor 127.0.0.1:5000]
+                         [--skip-copy] [--repeat N] [--dest-dir DIR]
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,25 +58,27 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], limit: float = 30) -> N
     sys.exit(f"server on {port} not ready")
 
 
-def start_distribution(tmp: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_distribution(tmp: str, quiet: bool) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cfg = os.path.join(tmp, "dist.yml")
+    log = "{level: error, accesslog: {disabled: true}}" if quiet else "{fields: {service: registry}}"
     with open(cfg, "w") as f:
         f.write(f"""version: 0.1
-log: {{level: error, accesslog: {{disabled: true}}}}
-storage: {{filesystem: {{rootdirectory: {tmp}/dist}}, delete: {{enabled: true}}}}
-http: {{addr: 127.0.0.1:{port}}}
+log: {log}
+storage: {{cache: {{blobdescriptor: inmemory}}, filesystem: {{rootdirectory: {tmp}/dist}}, delete: {{enabled: true}}}}
+http: {{addr: 127.0.0.1:{port}, headers: {{X-Content-Type-Options: [nosniff]}}}}
 """)
     p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, p)
     return p, port
 
 
-def start_pallet(tmp: str, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_pallet(tmp: str, workers: int | None, quiet: bool) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "pallet", "registry", "serve", "--addr", f"127.0.0.1:{port}",
-                          "--root", f"{tmp}/pallet", "--access-log", "off", "--workers", str(workers)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "pallet", "registry", "serve", "--addr", f"127.0.0.1:{port}", "--root", f"{tmp}/pallet"]
+    argv += ["--access-log", "off"] if quiet else []
+    argv += ["--workers", str(workers)] if workers else []
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, p)
     return p, port
 
@@ -105,6 +116,7 @@ def push_small_image(port: int, blob: bytes) -> tuple[str, str]:
 
 
 def skopeo(src: str, dest: str) -> float:
+    os.sync()  # the previous run's dirty pages are not this run's writeback
     t = time.monotonic()
     subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false", src, dest],
                    check=True, stdout=subprocess.DEVNULL, timeout=600)
@@ -158,21 +170,25 @@ def pyload(port: int, path: str, duration: int) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="pallet worker processes (default: pallet's)")
+    ap.add_argument("--quiet-logs", action="store_true", help="both access logs off")
+    ap.add_argument("--dest-dir", default=None, help="where the oci: copies go (default: the temp dir; a tmpfs "
+                    "such as /dev/shm leaves out the destination disk's fsync time and noise)")
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--anchor", default="127.0.0.1:5000")
     ap.add_argument("--image", default="bench/big:1")
     ap.add_argument("--skip-copy", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3, help="skopeo copy runs per registry (best kept)")
+    ap.add_argument("--repeat", type=int, default=5, help="skopeo copy runs per registry (interleaved)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="regbench")
     procs = []
     try:
-        dp, dport = start_distribution(tmp)
+        dp, dport = start_distribution(tmp, a.quiet_logs)
         procs.append(dp)
-        pp, pport = start_pallet(tmp, a.workers)
+        pp, pport = start_pallet(tmp, a.workers, a.quiet_logs)
         procs.append(pp)
-        print(f"distribution on :{dport}, pallet ({a.workers} workers) on :{pport}")
+        print(f"distribution on :{dport}, pallet ({a.workers or 'default'} workers) on :{pport}, "
+              f"access logs {'off' if a.quiet_logs else 'on'}, load average {os.getloadavg()[0]:.2f}")
         if not a.skip_copy:
             push = {}
             for label, port in (("distribution", dport), ("pallet", pport)):
@@ -183,13 +199,17 @@ def main() -> None:
             for i in range(a.repeat):  # alternate the order, keep the best of each (noisy machine)
                 order = [("distribution", dport), ("pallet", pport)]
                 for label, port in order if i % 2 == 0 else order[::-1]:
-                    dest = f"{tmp}/oci-{label}"
-                    runs[label].append(skopeo(f"docker://127.0.0.1:{port}/{a.image}", f"oci:{dest}:x"))
-                    shutil.rmtree(dest)
-            times = {k: min(v) for k, v in runs.items()}
-            print(f"(a) skopeo copy {a.image} -> oci (best of {a.repeat}): distribution {times['distribution']:.2f}s, "
-                  f"pallet {times['pallet']:.2f}s, ratio {times['pallet'] / times['distribution']:.2f}x (goal <= 1.0)"
-                  f"; all runs: {runs}")
+                    dest = f"{a.dest_dir or tmp}/oci-{label}-{os.getpid()}"
+                    try:
+                        runs[label].append(skopeo(f"docker://127.0.0.1:{port}/{a.image}", f"oci:{dest}:x"))
+                    finally:
+                        shutil.rmtree(dest, ignore_errors=True)
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            best = {k: min(v) for k, v in runs.items()}
+            print(f"(a) skopeo copy {a.image} -> oci, {a.repeat} interleaved runs each: medians distribution "
+                  f"{med['distribution']:.2f}s, pallet {med['pallet']:.2f}s, ratio {med['pallet'] / med['distribution']:.2f}x "
+                  f"(goal <= 1.0); best-of {best['pallet'] / best['distribution']:.2f}x; load average "
+                  f"{os.getloadavg()[0]:.2f}; all runs: { {k: [round(x, 2) for x in v] for k, v in runs.items()} }")
         blob = os.urandom(10 * 1024 * 1024)
         paths = {}
         for label, port in (("distribution", dport), ("pallet", pport)):
