@@ -268,8 +268,12 @@ class Monitor:
             return {"ok": True, "pid": w.pid}, "", []
         if op == "attach":
             w = self.by_id.get(cid) or self._start_for_attach(cid, msg)
+            if "rows" in msg and w.io.tty:  # the attaching terminal's size (docker resizes on attach)
+                self._resize(cid, msg)
             w.clients.append(c)
             return {"ok": True, "tty": w.io.tty}, "attach", []
+        if op == "resize":
+            return self._resize(cid, msg), "", []
         if op == "exec":
             return self._served_exec(c, msg, fds)
         if op == "run":
@@ -343,6 +347,23 @@ class Monitor:
 
             raise Conflict("You cannot attach to a stopped container, start it first")
         return self.start(cid)
+
+    def _resize(self, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
+        """Set a watched tty container's window size (an attach client's terminal, on attach and on
+        its SIGWINCH); the kernel signals SIGWINCH to the container's foreground process group."""
+        from pallet.engine.stdio import set_winsize
+        from pallet.errors import Conflict, InvalidArgument
+
+        w = self.by_id.get(cid)
+        if w is None:
+            raise Conflict(f"Container {cid} is not running")
+        if not w.io.tty or w.io.master < 0:
+            raise Conflict(f"Container {cid} has no tty to resize")
+        rows, cols = msg.get("rows"), msg.get("cols")
+        if not (isinstance(rows, int) and isinstance(cols, int) and 0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+            raise InvalidArgument(f"invalid window size {rows!r}x{cols!r}")
+        set_winsize(w.io.master, rows, cols)
+        return {"ok": True}
 
     def _on_stdin(self, c: socket.socket, w: Watched) -> None:
         try:
