@@ -161,3 +161,25 @@ def test_spare_cgroup_kept_taken_and_swept(bb) -> None:  # type: ignore[no-untyp
                       open(f"/proc/{mon}/stat").read().split(") ")[1].startswith("Z"))
     bb("rm", "-f", "keeper", cid)  # in-process: sweeps the dead monitor's spare
     assert spares() == set()
+
+
+def test_in_process_run_leaves_a_monitor_for_the_next(bb) -> None:  # type: ignore[no-untyped-def]
+    """No monitor listened: the run is done in-process and starts one in the background, which
+    serves the next run and exits PALLET_MONITOR_LINGER seconds after (0.3 s in these tests)."""
+    assert monitor_pid(bb.runroot) == 0
+    assert bb("run", "--rm", "--network", "none", "busybox", "echo", "first").out == "first\n"
+    assert wait_until(lambda: (bb.runroot / "monitor.sock").exists() and monitor_pid(bb.runroot) > 0, 10)
+    mon = monitor_pid(bb.runroot)
+    p = subprocess.Popen(bb.argv("run", "--rm", "--network", "none", "--name", "second", "busybox", "sh", "-c",
+                                 "echo ready; sleep 0.5"), env=bb.env, stdout=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    pid = int(bb("inspect", "-f", "{{.State.Pid}}", "second").out)
+    assert _parent(pid) == mon  # served
+    assert p.wait(timeout=20) == 0
+    # no signal starts ignored in a container of that monitor (glibc's posix_spawn would leave 32/33)
+    sig = bb("run", "--rm", "--network", "none", "busybox", "grep", "SigIgn", "/proc/self/status").out
+    assert sig.split() == ["SigIgn:", "0" * 16]
+    assert wait_until(lambda: monitor_pid(bb.runroot) == 0, 10)  # gone after its linger
+    bb.env["PALLET_SERVED"] = "0"
+    bb("run", "--rm", "--network", "none", "busybox", "true")
+    assert not wait_until(lambda: monitor_pid(bb.runroot) > 0, 1)  # PALLET_SERVED=0: none started

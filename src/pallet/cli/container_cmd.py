@@ -220,7 +220,11 @@ def _run(g: Any, ns: argparse.Namespace) -> int:
             s.start_detached(c)
             print(c.id)
             return 0
-        return s.run_attached(c, stdin=ns.interactive)
+        rc = s.run_attached(c, stdin=ns.interactive)
+    from pallet.engine import served
+
+    served.warm(g.root, g.runroot)  # no monitor listened: start one for the next run/exec
+    return rc
 
 
 def _start(g: Any, ns: argparse.Namespace) -> int:

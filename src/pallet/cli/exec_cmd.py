@@ -57,8 +57,12 @@ def _exec(g: Any, ns: argparse.Namespace) -> int:
 
     with session.open(g) as s:
         c = s.get(ns.container)
-        return attach.exec_(s, c, ns.command, interactive=ns.interactive, tty=ns.tty, detach=ns.detach,
-                            env=env, user=ns.user, workdir=ns.workdir, privileged=ns.privileged)
+        rc = attach.exec_(s, c, ns.command, interactive=ns.interactive, tty=ns.tty, detach=ns.detach,
+                          env=env, user=ns.user, workdir=ns.workdir, privileged=ns.privileged)
+    from pallet.engine import served
+
+    served.warm(g.root, g.runroot)  # no monitor listened: start one for the next exec
+    return rc
 
 
 def _attach(g: Any, ns: argparse.Namespace) -> int:

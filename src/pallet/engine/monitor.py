@@ -134,7 +134,8 @@ def main(root: str, runroot: str, ready_fd: int) -> None:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        os.close(ready_fd)
+        if ready_fd >= 0:
+            os.close(ready_fd)
         return
     # not SIG_IGN: an ignored disposition would be inherited by every container
     signal.signal(signal.SIGINT, lambda *_: None)
@@ -144,8 +145,9 @@ def main(root: str, runroot: str, ready_fd: int) -> None:
     pidfile = os.path.join(runroot, "monitor.pid")
     with open(pidfile, "w") as f:
         f.write(str(os.getpid()))
-    os.write(ready_fd, b"1")
-    os.close(ready_fd)
+    if ready_fd >= 0:  # (-1: started in the background by a foreground run, engine.served.warm)
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     try:
         m.run()
     finally:

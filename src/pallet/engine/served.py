@@ -82,7 +82,11 @@ class _Forward:
             _signal.signal(s, h)
 
 
+_absent = False  # no monitor listened to the last request (see warm)
+
+
 def _connect(runroot: str) -> Any:
+    global _absent
     if os.environ.get("PALLET_SERVED") == "0":  # always in-process (comparisons, debugging)
         return None
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
@@ -90,8 +94,40 @@ def _connect(runroot: str) -> Any:
         s.connect(os.path.join(runroot, "monitor.sock"))
     except OSError:
         s.close()
+        _absent = True
         return None
     return s
+
+
+def warm(root: str, runroot: str) -> None:
+    """After a run/exec done in-process because no monitor listened: start one in the background
+    (not waited for), so the next run/exec is served; it exits after ``PALLET_MONITOR_LINGER``
+    seconds with nothing to do (engine.monitor). Best effort, ~1 ms here."""
+    if not _absent or os.environ.get("PALLET_SERVED") == "0":
+        return
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
+            f"main({root!r}, {runroot!r}, -1)")
+    # fork + exec, not posix_spawn: glibc's posix_spawn leaves its internal signals 32 and 33
+    # ignored in the child, and every container would inherit that
+    try:
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(null)
+        return
+    if pid == 0:
+        try:
+            os.setsid()
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execv(sys.executable, [sys.executable, "-I", "-c", code])
+        finally:
+            os._exit(127)
+    os.close(null)
 
 
 class _Conn:
