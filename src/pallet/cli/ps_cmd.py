@@ -159,34 +159,10 @@ def _image_size(s: Any, c: Any) -> int:
 
 
 def template(fmt_text: str, obj: Any) -> str:
-    """A Go-template subset for inspect: ``{{.A.B}}``, ``{{json .A}}``, ``{{.A.B}} text {{.C}}``."""
-    def ev(path: str) -> Any:
-        v = obj
-        for part in [p for p in path.split(".") if p]:
-            if isinstance(v, dict):
-                v = v.get(part)
-            else:
-                return None
-        return v
+    """Go-template subset for inspect (network/volume inspect use it from here): see cli.fmt.template."""
+    from pallet.cli.fmt import template as render_one
 
-    def sub(m: re.Match[str]) -> str:
-        expr = m.group(1).strip()
-        if expr.startswith("json "):
-            return json.dumps(ev(expr[5:].strip()))
-        if not expr.startswith("."):
-            from pallet.errors import InvalidArgument
-
-            raise InvalidArgument(f"unsupported template expression {{{{{expr}}}}}")
-        v = ev(expr)
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if v is None:
-            return "<no value>"
-        if isinstance(v, (dict, list)):
-            return json.dumps(v)
-        return str(v)
-
-    return re.sub(r"\{\{(.*?)\}\}", sub, fmt_text.replace("\\n", "\n").replace("\\t", "\t"))
+    return render_one(fmt_text, obj)
 
 
 def inspect_containers(g: Any, refs: list[str], format: str | None, *, strict: bool) -> int:
@@ -206,7 +182,11 @@ def inspect_containers(g: Any, refs: list[str], format: str | None, *, strict: b
                     return 2
                 raise
             out.append(ei.inspect(c, s.root, s.runroot))
-    if format:
+    if format and format.strip() == "json":  # docker >= 23: the array, compact, on one line
+        from pallet.cli.fmt import go_json
+
+        print(go_json(out))
+    elif format:
         for o in out:
             print(template(format, o))
     else:
