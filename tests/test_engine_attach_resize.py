@@ -140,6 +140,40 @@ def test_attach_sets_the_terminal_size_and_follows_sigwinch(eng: Engine) -> None
         eng.run("rm", "-f", cid, check=False)
 
 
+def test_detach_keys_leave_the_container_running(eng: Engine) -> None:
+    """ctrl-p ctrl-q (docker's default detach keys) typed into ``attach`` of a ``-it`` container:
+    "read escape sequence", status 1, the container runs on; a ctrl-p followed by anything else
+    reaches the container."""
+    cid = eng.out("run", "-dit", "--network", "none", "busybox", "sh")
+    try:
+        t = Term(eng.argv("attach", cid), eng.env, 24, 80)
+        try:
+            assert t.expect(b"/ # ", 10), t.out
+            assert t.send_until(b"echo a-$((1+1))\r", b"a-2\r\n"), t.out
+            os.write(t.fd, b"\x10")
+            time.sleep(0.2)
+            os.write(t.fd, b"echo b-$((2+2))\r")  # the held ctrl-p goes with it
+            assert t.expect(b"b-4\r\n", 10), t.out
+            os.write(t.fd, b"\x10\x11")
+            assert t.expect(b"read escape sequence", 10), t.out
+            assert t.wait(10) == 1, t.out
+        finally:
+            t.close()
+        assert eng.out("inspect", "-f", "{{.State.Status}}", cid) == "running"
+    finally:
+        eng.run("rm", "-f", cid, check=False)
+
+
+def test_escape_proxy_holds_a_partial_sequence() -> None:
+    from pallet.engine.attach import DETACH_KEYS, escape
+
+    assert escape(b"ab\x10", b"", DETACH_KEYS) == (b"ab", b"\x10", False)
+    assert escape(b"x", b"\x10", DETACH_KEYS) == (b"\x10x", b"", False)
+    assert escape(b"\x11rest", b"\x10", DETACH_KEYS) == (b"", b"", True)
+    assert escape(b"ls\x10\x11", b"", DETACH_KEYS) == (b"ls", b"", True)
+    assert escape(b"\x10\x11", b"", b"") == (b"\x10\x11", b"", False)  # no tty: no detach keys
+
+
 @pytest.mark.parametrize("flags", [("-it", "-ai"), ("-t", "-a")], ids=["create-it+start-ai", "create-t+start-a"])
 def test_start_attached_gets_the_terminal_size(eng: Engine, flags: tuple[str, str]) -> None:
     create, start = flags

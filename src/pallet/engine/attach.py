@@ -65,18 +65,42 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
     try:
         with sock, Forwarder(kill, winch=winch if winch_w >= 0 else None), \
                 RawTerminal(0) if (tty and stdin) else _Null():
-            code = _loop(s, c.id, sock, sel, winch_r)
+            code = _loop(s, c.id, sock, sel, winch_r, detach_keys=DETACH_KEYS if (tty and stdin) else b"")
     finally:
         for fd in (winch_r, winch_w):
             if fd >= 0:
                 os.close(fd)
+    if code == DETACHED:  # the terminal is restored: docker's line and status
+        os.write(2, b"read escape sequence\n")
+        return 1
     return code
 
 
-def _loop(s: Any, cid: str, sock: Any, sel: Any, winch_r: int) -> int:
+DETACH_KEYS = b"\x10\x11"  # docker's default --detach-keys ctrl-p,ctrl-q
+DETACHED = -1
+
+
+def escape(data: bytes, held: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
+    """docker's escape proxy over stdin: (bytes to send, bytes held back, detach?). A prefix of
+    ``keys`` at the end of a read is held until the next read says whether the sequence goes on;
+    bytes before a full sequence are sent, the sequence never is."""
+    buf = held + data
+    if not keys:
+        return buf, b"", False
+    i = buf.find(keys)
+    if i >= 0:
+        return buf[:i], b"", True
+    for k in range(min(len(keys) - 1, len(buf)), 0, -1):
+        if buf.endswith(keys[:k]):
+            return buf[:-k], buf[-k:], False
+    return buf, b"", False
+
+
+def _loop(s: Any, cid: str, sock: Any, sel: Any, winch_r: int, *, detach_keys: bytes) -> int:
     """Copy stdin to the attach stream and its frames to stdout/stderr until the exit frame (its
-    exit code) or the end of the stream (0)."""
+    exit code), the end of the stream (0), or the detach keys typed on a tty (``DETACHED``)."""
     buf = b""
+    held = b""
     code = 0
     done = False
     while not done:
@@ -94,12 +118,19 @@ def _loop(s: Any, cid: str, sock: Any, sel: Any, winch_r: int) -> int:
             if key.data == "stdin":
                 data = os.read(0, 65536)
                 if not data:
+                    if held:  # a lone ctrl-p at the end of the input
+                        sock.sendall(held)
+                        held = b""
                     sel.unregister(0)
                     import socket
 
                     sock.shutdown(socket.SHUT_WR)
                 else:
-                    sock.sendall(data)
+                    data, held, detach = escape(data, held, detach_keys)
+                    if data:
+                        sock.sendall(data)
+                    if detach:
+                        return DETACHED
                 continue
             data = sock.recv(65536)
             if not data:
