@@ -52,7 +52,7 @@ def attach(s: Any, c: Container, *, stdin: bool, start: bool = False) -> int:
     # SIGWINCH: the handler only writes a byte to a pipe; the loop sends the resize (a handler that
     # did it could run while the loop is half-way through a frame, and would block the loop)
     winch_r = winch_w = -1
-    if tty and size is not None:
+    if tty and (os.isatty(1) or os.isatty(0)):
         winch_r, winch_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         sel.register(winch_r, selectors.EVENT_READ, "winch")
 
