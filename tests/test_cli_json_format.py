@@ -55,7 +55,8 @@ def test_render_rows_like_docker_formatter() -> None:
 # -- the same container config through pallet and the private dockerd -----------------------------
 
 def _create_args(name: str) -> list[str]:
-    return ["--network", "none", "--name", name, "-e", "A=<x>&y", "-l", "k=é€ \u2028", "busybox", "echo", *ODD]
+    return ["--network", "none", "--name", name, "-e", "A=<x>&y", "-l", "k=é€ \u2028", "-v", f"{name}:/data",
+            "busybox", "echo", *ODD]
 
 
 def _docker(env: dict[str, str], *args: str) -> str:
@@ -92,8 +93,10 @@ def test_inspect_and_ps_json_like_docker(bb, dockerd) -> None:  # type: ignore[n
         mine, docker = json.loads(ours), json.loads(theirs)
         assert go_json(docker, escape_html=True) == theirs and go_json(mine, escape_html=True) == ours
         assert list(mine) == sorted(mine) and "\\u003ca\\u0026b\\u003e" in ours
-        for k in ("Command", "Image", "Labels", "Names", "State", "Status", "Networks", "Mounts", "Ports"):
+        for k in ("Command", "Image", "Labels", "Names", "State", "Status", "Networks", "Mounts", "Ports",
+                  "LocalVolumes"):
             assert mine[k] == docker[k], (k, mine[k], docker[k])
+        assert set(docker) - set(mine) <= {"Platform"}, (mine, docker)  # Platform: null with dockerd 20.10
         assert bb("ps", "-a", "--filter", f"name={name}", "--format", "json").out == ours + "\n"
         # images: the same keys, <none> escaped in both
         ours, theirs = both("images", "busybox", "--format", "{{json .}}")
@@ -107,5 +110,7 @@ def test_inspect_and_ps_json_like_docker(bb, dockerd) -> None:  # type: ignore[n
         assert img.strip() == _docker(dockerd, "image", "inspect", "-f",
                                       "{{json .RootFS.Type}} {{.Os}}|{{json .Config.Cmd}}", "busybox")
     finally:
-        bb("rm", "-f", pid, check=False)
-        subprocess.run(["docker", "rm", "-f", did], env=dockerd, capture_output=True, timeout=60)
+        bb("rm", "-f", "-v", pid, check=False)
+        bb("volume", "rm", name, check=False)
+        subprocess.run(["docker", "rm", "-f", "-v", did], env=dockerd, capture_output=True, timeout=60)
+        subprocess.run(["docker", "volume", "rm", name], env=dockerd, capture_output=True, timeout=60)

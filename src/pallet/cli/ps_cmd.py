@@ -104,6 +104,7 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
 
                 size = f"{fmt.human_size(_du(s.dirs(c).upper))} (virtual {fmt.human_size(_image_size(s, c))})"
             r = ei.ps_row(c, size)
+            r["LocalVolumes"] = str(sum(1 for m in c.mounts if m.get("Driver") == "local"))  # docker's count
             if ns.no_trunc:
                 r["ID"] = c.id
             # docker's .Command is quoted, and cut to 20 characters unless --no-trunc
