@@ -52,6 +52,13 @@ def test_render_rows_like_docker_formatter() -> None:
     assert render("{{.ID}}:{{.Names}}", rows) == "abc:n"
 
 
+def test_version_and_info_format(pallet) -> None:  # type: ignore[no-untyped-def]
+    v = pallet("version", "--format", "json").out.strip()
+    assert v == go_json(json.loads(v)) and ", " not in v
+    assert pallet("version", "--format", "{{.Os}}").out == "linux\n"
+    assert pallet("info", "--format", "{{json .OSType}}").out == '"linux"\n'
+
+
 # -- the same container config through pallet and the private dockerd -----------------------------
 
 def _create_args(name: str) -> list[str]:

@@ -19,10 +19,10 @@ def add_parser(sub: Any) -> None:
     ck.set_defaults(func=_check)
     for name, fn in (("info", _info), ("version", _version)):
         p = gsub.add_parser(name)
-        p.add_argument("--format", help="json")
+        p.add_argument("--format", help="json, or a template such as '{{.KernelVersion}}'")
         p.set_defaults(func=fn)
         p = sub.add_parser(name, help=f"show pallet {name}")
-        p.add_argument("--format", help="json")
+        p.add_argument("--format", help="json, or a template such as '{{.KernelVersion}}'")
         p.set_defaults(func=fn)
 
 
@@ -147,10 +147,10 @@ def _version_info() -> dict[str, str]:
 
 def _version(g: Any, ns: argparse.Namespace) -> int:
     v = _version_info()
-    if ns.format == "json":
-        import json
+    if ns.format:  # `json`: compact, as docker's; or a template
+        from pallet.cli.fmt import go_json, template
 
-        print(json.dumps(v))
+        print(go_json(v) if ns.format.strip() == "json" else template(ns.format, v))
         return 0
     print(f"Version:         {v['Version']}\nPython version:  {v['PythonVersion']}\n"
           f"OS/Arch:         {v['Os']}/{v['Arch']}\nKernel version:  {v['KernelVersion']}")
@@ -168,10 +168,10 @@ def _info(g: Any, ns: argparse.Namespace) -> int:
             "KernelVersion": v["KernelVersion"], "OperatingSystem": _os_name(), "OSType": "linux",
             "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1,
             "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
-    if ns.format == "json":
-        import json
+    if ns.format:  # `json`: compact, as docker's; or a template
+        from pallet.cli.fmt import go_json, template
 
-        print(json.dumps(info))
+        print(go_json(info) if ns.format.strip() == "json" else template(ns.format, info))
         return 0
     print(f"Images: {info['Images']}\nServer Version: {info['ServerVersion']}\n"
           f"Storage Driver: {info['Driver']}\nKernel Version: {info['KernelVersion']}\n"
