@@ -86,13 +86,13 @@ class CgroupV1:
         if pids is not None and "pids" in p:
             _write(p["pids"] + "/pids.max", str(pids) if pids > 0 else "max")
         if "devices" in p and r.get("devices") is not None:
+            rules: list[tuple[str, str]] = []
             for d in r["devices"]:
                 rule = "{} {}:{} {}".format(d.get("type") or "a", "*" if d.get("major") is None else d["major"],
                                             "*" if d.get("minor") is None else d["minor"], d.get("access") or "rwm")
-                rule = "a" if rule == "a *:* rwm" else rule
-                _write(p["devices"] + ("/devices.allow" if d.get("allow") else "/devices.deny"), rule)
-            for rule in DEFAULT_ALLOW:
-                _write(p["devices"] + "/devices.allow", rule)
+                rules.append(("devices.allow" if d.get("allow") else "devices.deny", "a" if rule == "a *:* rwm" else rule))
+            rules += [("devices.allow", rule) for rule in DEFAULT_ALLOW]
+            _write_rules(p["devices"], rules)
         blk = (r.get("blockIO") or {}).get("weight")
         if blk and "blkio" in p and os.path.exists(p["blkio"] + "/blkio.weight"):
             _write(p["blkio"] + "/blkio.weight", str(blk))
@@ -160,6 +160,29 @@ class CgroupV1:
             self._freezer("THAWED")
         for p in self.paths.values():
             _rmdir(p)
+
+
+def _write_rules(cg: str, rules: list[tuple[str, str]]) -> None:
+    """Write device rules in order, one write(2) per rule (the kernel parses one per write),
+    keeping each file open across consecutive rules for it."""
+    fd, cur = -1, ""
+    try:
+        for name, rule in rules:
+            if name != cur:
+                if fd >= 0:
+                    os.close(fd)
+                    fd = -1
+                cur = name
+                fd = os.open(f"{cg}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, rule.encode())
+            except OSError as e:
+                raise OSFailure.from_oserror(e, "write", f"{rule!r} to {cg}/{name}") from None
+    except OSError as e:  # (the open; a failed write raised OSFailure above)
+        raise OSFailure.from_oserror(e, "open", f"{cg}/{cur}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _take_spare(path: str) -> bool:
