@@ -2,7 +2,7 @@
 # The container engine against its anchors, in one run (ratios; absolute times on this shared VM are noisy):
 #   1. `pallet run --rm busybox true` (--network none, and the default bridge) vs `runc run` of a
 #      prepared bundle of the same rootfs with Docker's default spec        goal <= 1.0x
-#      in-process (no monitor listens) and served (a detached container runs: engine.served);
+#      served by the monitor a first in-process run leaves (engine.served), and in-process;
 #      CPU = the command and its children + the monitor's (and its reaped children's) meanwhile
 #   2. `pallet exec CTR true` vs `docker exec CTR true` on the anchor dockerd  goal <= 0.5x
 #   3. PSS added per idle detached container (what pallet keeps running: the shared monitor),
@@ -43,20 +43,18 @@ $P run --rm --network none busybox true   # warm the seccomp cache and the pyc f
 $P run --rm busybox true                  # creates the bench bridge
 
 echo "== 1. run --rm busybox true vs runc run (prepared bundle)"
-# in-process: no monitor listens (no detached container); served: one does (engine.served)
-"$PY" "$HERE/bench/interleave.py" --runs "$RUNS" \
-  "runc=runc --root $WORK/runc run --bundle $WORK/bundle bench-runc" \
-  "pallet --network none=$P run --rm --network none busybox true" \
-  "pallet (bridge)=$P run --rm busybox true"
-$P run -d --name bench-keep --network none busybox sleep 1000 >/dev/null   # now a monitor listens
+# default: the first run is done in-process (no monitor listens) and leaves a monitor that
+# serves the next ones (engine.served) until it has been idle PALLET_MONITOR_LINGER (2 s);
+# PALLET_SERVED=0: always in-process. CPU counts the monitor's (and its reaped children's) too.
 "$PY" "$HERE/bench/interleave.py" --runs "$RUNS" --monitor-pid-file "$WORK/run/monitor.pid" \
   "runc=runc --root $WORK/runc run --bundle $WORK/bundle bench-runc" \
-  "served --network none=$P run --rm --network none busybox true" \
-  "served (bridge)=$P run --rm busybox true" \
-  "in-process --network none=env PALLET_SERVED=0 $P run --rm --network none busybox true"
+  "pallet --network none=$P run --rm --network none busybox true" \
+  "pallet (bridge)=$P run --rm busybox true" \
+  "in-process --network none=env PALLET_SERVED=0 $P run --rm --network none busybox true" \
+  "in-process (bridge)=env PALLET_SERVED=0 $P run --rm busybox true"
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/run.json" \
   -n runc "runc --root $WORK/runc run --bundle $WORK/bundle bench-runc" \
-  -n "pallet served --network none" "$P run --rm --network none busybox true" \
+  -n "pallet --network none" "$P run --rm --network none busybox true" \
   -n "python -c pass" "$PY -c pass"
 "$PY" - "$WORK/run.json" <<'PYEOF'
 import json, sys
@@ -81,7 +79,7 @@ import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 print(f"  hyperfine pallet exec / docker exec: {r['pallet exec']['median']/r['docker exec']['median']:.2f}x (median)")
 PYEOF
-$P rm -f bench-exec bench-keep >/dev/null
+$P rm -f bench-exec >/dev/null
 $DOCKER rm -f pallet-bench-exec >/dev/null
 
 echo "== 3. PSS per idle detached container; 4. 100 containers, 4 at a time"

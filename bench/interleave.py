@@ -36,14 +36,14 @@ def main() -> None:
     cmds = dict(c.split("=", 1) for c in a.commands)
     wall: dict[str, list[float]] = {k: [] for k in cmds}
     cpu = {k: 0.0 for k in cmds}
-    mon = 0
-    if a.monitor_pid_file:
-        try:
-            mon = int(open(a.monitor_pid_file).read())
-        except (OSError, ValueError):
-            mon = 0
     for _ in range(a.runs):
         for name, cmd in cmds.items():
+            mon = 0
+            if a.monitor_pid_file:  # read each time: a monitor may have started or exited meanwhile
+                try:
+                    mon = int(open(a.monitor_pid_file).read())
+                except (OSError, ValueError):
+                    mon = 0
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             m0 = _proc_cpu(mon) if mon else 0.0
             t = time.perf_counter()
