@@ -113,6 +113,12 @@ def test_inspect_and_ps_json_like_docker(bb, dockerd) -> None:  # type: ignore[n
         one = bb("inspect", "--format", "json", name).out
         assert one.count("\n") == 1 and json.loads(one) == json.loads(bb("inspect", name).out)
         assert one.rstrip("\n") == go_json(json.loads(one))
+        # network and volume inspect: the same template code
+        for verb, ref in (("network", "none"), ("volume", name)):
+            one = bb(verb, "inspect", "--format", "json", ref).out
+            assert one.count("\n") == 1 and json.loads(one) == json.loads(bb(verb, "inspect", ref).out), one
+        ours, theirs = both("volume", "inspect", "-f", "{{.Name}} {{json .Driver}} {{.Scope}}", name)
+        assert ours == theirs, (ours, theirs)
         img = bb("image", "inspect", "-f", "{{json .RootFS.Type}} {{.Os}}|{{json .Config.Cmd}}", "busybox").out
         assert img.strip() == _docker(dockerd, "image", "inspect", "-f",
                                       "{{json .RootFS.Type}} {{.Os}}|{{json .Config.Cmd}}", "busybox")

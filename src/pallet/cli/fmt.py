@@ -149,6 +149,14 @@ def template(text: str, obj: Any) -> str:
     return re.sub(r"\{\{(.*?)\}\}", sub, text.replace("\\n", "\n").replace("\\t", "\t"))
 
 
+def inspect_text(text: str, objs: Sequence[Any]) -> str:
+    """``inspect --format``: ``json`` -> the array, compact, on one line (docker >= 23); else the
+    template once per object, a line each."""
+    if text.strip() == "json":
+        return go_json(list(objs))
+    return "\n".join(template(text, o) for o in objs)
+
+
 _FIELD = re.compile(r"{{\s*(json\s+)?\.([A-Za-z0-9_]*)\s*}}")
 
 

@@ -228,7 +228,7 @@ def _history(g: Any, ns: argparse.Namespace) -> int:
 def inspect_images(g: Any, names: list[str], fmt: str | None) -> int:
     """``pallet image inspect`` / ``pallet inspect``: a JSON array; a missing name is an error
     after the found ones are printed (as docker)."""
-    from pallet.cli.fmt import go_json, template
+    from pallet.cli.fmt import inspect_text
     from pallet.engine.image_info import inspect
     from pallet.errors import NotFound
 
@@ -240,8 +240,8 @@ def inspect_images(g: Any, names: list[str], fmt: str | None) -> int:
             except NotFound:
                 missing.append(n)
     if fmt:
-        if out:  # `json`: the array on one line (docker >= 23); else a template per image
-            _out(go_json(out) if fmt.strip() == "json" else "\n".join(template(fmt, o) for o in out))
+        if out:
+            _out(inspect_text(fmt, out))
     else:
         _out(json.dumps(out, indent=4))
     for n in missing:

@@ -78,10 +78,9 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
             print(f"Error: {e}", file=sys.stderr)
             rc = 1
     if ns.format:
-        from pallet.cli.ps_cmd import template
+        from pallet.cli.fmt import inspect_text
 
-        for o in out:
-            print(template(ns.format, o))
+        print(inspect_text(ns.format, out))
     else:
         print(json.dumps(out, indent=4))
     return rc

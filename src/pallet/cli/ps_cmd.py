@@ -159,13 +159,6 @@ def _image_size(s: Any, c: Any) -> int:
         return 0
 
 
-def template(fmt_text: str, obj: Any) -> str:
-    """Go-template subset for inspect (network/volume inspect use it from here): see cli.fmt.template."""
-    from pallet.cli.fmt import template as render_one
-
-    return render_one(fmt_text, obj)
-
-
 def inspect_containers(g: Any, refs: list[str], format: str | None, *, strict: bool) -> int:
     """Print docker-shaped JSON for containers; with ``strict`` False, return 2 when any ref is
     not a container so ``pallet inspect`` can try images."""
@@ -183,13 +176,10 @@ def inspect_containers(g: Any, refs: list[str], format: str | None, *, strict: b
                     return 2
                 raise
             out.append(ei.inspect(c, s.root, s.runroot))
-    if format and format.strip() == "json":  # docker >= 23: the array, compact, on one line
-        from pallet.cli.fmt import go_json
+    if format:
+        from pallet.cli.fmt import inspect_text
 
-        print(go_json(out))
-    elif format:
-        for o in out:
-            print(template(format, o))
+        print(inspect_text(format, out))
     else:
         print(json.dumps(out, indent=4))
     return 0

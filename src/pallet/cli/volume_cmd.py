@@ -92,10 +92,9 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
         for n in ns.names:
             out.append(volumes.inspect(s.root, volumes.get(s.conn, n)))
     if ns.format:
-        from pallet.cli.ps_cmd import template
+        from pallet.cli.fmt import inspect_text
 
-        for o in out:
-            print(template(ns.format, o))
+        print(inspect_text(ns.format, out))
     else:
         print(json.dumps(out, indent=4))
     return 0
