@@ -22,6 +22,7 @@ def test_go_json_compact_and_escaped_like_go() -> None:
     assert go_json({"a": "<x>&", "b": None, "c": True, "d": 3, "e": [], "f": {}}, escape_html=True) == \
         '{"a":"\\u003cx\\u003e\\u0026","b":null,"c":true,"d":3,"e":[],"f":{}}'
     assert go_json("\u2029") == '"\\u2029"'
+    assert go_json(["\udcff"]) == '["\ufffd"]' and go_text(["\udcff"]) == "[\ufffd]"  # a non-UTF-8 argument
     # floats in Go's shortest form
     assert [go_json(f) for f in (2.0, 0.5, 1e-7, 1.5e-7, 1e21, 1e20, 1e-6)] == \
         ["2", "0.5", "1e-7", "1.5e-7", "1e+21", "100000000000000000000", "0.000001"]
@@ -63,7 +64,7 @@ def test_version_and_info_format(pallet) -> None:  # type: ignore[no-untyped-def
 
 def _create_args(name: str) -> list[str]:
     return ["--network", "none", "--name", name, "-e", "A=<x>&y", "-l", "k=é€ \u2028", "-v", f"{name}:/data",
-            "busybox", "echo", *ODD]
+            "busybox", "echo", *ODD, "\udcff"]  # the last: the byte 0xff (not UTF-8)
 
 
 def _docker(env: dict[str, str], *args: str) -> str:
@@ -109,10 +110,14 @@ def test_inspect_and_ps_json_like_docker(bb, dockerd) -> None:  # type: ignore[n
         ours, theirs = both("images", "busybox", "--format", "{{json .}}")
         assert list(json.loads(ours)) == list(json.loads(theirs)) and '"Digest":"\\u003cnone\\u003e"' in ours, \
             (ours, theirs)
-        # inspect --format json: the array, compact, on one line (docker >= 23)
+        # inspect --format json: the array, compact, on one line (docker >= 23); without a format
+        # indented, UTF-8 as is, the non-UTF-8 byte as U+FFFD (docker's)
         one = bb("inspect", "--format", "json", name).out
-        assert one.count("\n") == 1 and json.loads(one) == json.loads(bb("inspect", name).out)
+        pretty = bb("inspect", name).out
+        assert one.count("\n") == 1 and json.loads(one) == json.loads(pretty)
         assert one.rstrip("\n") == go_json(json.loads(one))
+        assert '\n        "Args": [\n            "<a&b>",' in pretty and '"é",\n            "x\\u2028y",' in pretty
+        assert '"\ufffd"\n' in pretty and '"\ufffd"\n' in _docker(dockerd, "inspect", name)
         # network and volume inspect: the same template code
         for verb, ref in (("network", "none"), ("volume", name)):
             one = bb(verb, "inspect", "--format", "json", ref).out

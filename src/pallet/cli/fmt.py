@@ -66,11 +66,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+# an argument that was not UTF-8 (surrogate-escaped by Python): docker's CLI sends, and so stores
+# and prints, U+FFFD in its place (Go's encoding/json)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def go_json(v: Any, *, escape_html: bool = False) -> str:
     """``v`` as Go's encoding/json writes it (docker's CLI templates): no spaces, non-ASCII as
     UTF-8, U+2028/U+2029 escaped, floats in Go's shortest form (``2``, ``0.5``, ``1e-7``,
     ``1e+21``); ``escape_html``: ``<``, ``>``, ``&`` as ``json.Marshal`` escapes them."""
-    out = _json(v).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    out = _SURROGATE.sub("\ufffd", _json(v)).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     if escape_html:  # these characters only occur inside strings in JSON text
         out = out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return out
@@ -110,7 +115,7 @@ def go_text(v: Any) -> str:
     """``v`` as text/template prints a value decoded from JSON (fmt's %v): strings as they are,
     ``true``/``false``, ``[a b]``, ``map[k:v]`` (keys sorted), ``<nil>`` inside, and ``<no value>``
     for a missing or null field."""
-    return "<no value>" if v is None else _text(v)
+    return "<no value>" if v is None else _SURROGATE.sub("\ufffd", _text(v))
 
 
 def _text(v: Any) -> str:
@@ -149,9 +154,13 @@ def template(text: str, obj: Any) -> str:
     return re.sub(r"\{\{(.*?)\}\}", sub, text.replace("\\n", "\n").replace("\\t", "\t"))
 
 
-def inspect_text(text: str, objs: Sequence[Any]) -> str:
-    """``inspect --format``: ``json`` -> the array, compact, on one line (docker >= 23); else the
-    template once per object, a line each."""
+def inspect_text(text: str | None, objs: Sequence[Any]) -> str:
+    """What ``inspect [--format TEXT]`` prints: without a format, the array indented by 4 (UTF-8 as
+    is, as docker's); ``json`` -> the array, compact, on one line (docker >= 23); else the template
+    once per object, a line each."""
+    if not text:
+        out = json.dumps(list(objs), indent=4, ensure_ascii=False)
+        return _SURROGATE.sub("\ufffd", out).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     if text.strip() == "json":
         return go_json(list(objs))
     return "\n".join(template(text, o) for o in objs)

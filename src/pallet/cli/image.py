@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -239,11 +238,8 @@ def inspect_images(g: Any, names: list[str], fmt: str | None) -> int:
                 out.append(inspect(st, st.resolve_image(n)))
             except NotFound:
                 missing.append(n)
-    if fmt:
-        if out:
-            _out(inspect_text(fmt, out))
-    else:
-        _out(json.dumps(out, indent=4))
+    if out or not fmt:
+        _out(inspect_text(fmt, out))
     for n in missing:
         print(f"Error: No such image: {n}", file=sys.stderr)
     return 1 if missing else 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -77,12 +76,9 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
         except NotFound as e:
             print(f"Error: {e}", file=sys.stderr)
             rc = 1
-    if ns.format:
-        from pallet.cli.fmt import inspect_text
+    from pallet.cli.fmt import inspect_text
 
-        print(inspect_text(ns.format, out))
-    else:
-        print(json.dumps(out, indent=4))
+    print(inspect_text(ns.format, out))
     return rc
 
 

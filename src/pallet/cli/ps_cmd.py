@@ -176,10 +176,7 @@ def inspect_containers(g: Any, refs: list[str], format: str | None, *, strict: b
                     return 2
                 raise
             out.append(ei.inspect(c, s.root, s.runroot))
-    if format:
-        from pallet.cli.fmt import inspect_text
+    from pallet.cli.fmt import inspect_text
 
-        print(inspect_text(format, out))
-    else:
-        print(json.dumps(out, indent=4))
+    print(inspect_text(format, out))
     return 0

@@ -91,12 +91,9 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
     with session.open(g) as s:
         for n in ns.names:
             out.append(volumes.inspect(s.root, volumes.get(s.conn, n)))
-    if ns.format:
-        from pallet.cli.fmt import inspect_text
+    from pallet.cli.fmt import inspect_text
 
-        print(inspect_text(ns.format, out))
-    else:
-        print(json.dumps(out, indent=4))
+    print(inspect_text(ns.format, out))
     return 0
 
 
