@@ -162,3 +162,25 @@ def test_remote_client_gets_sendfile_path(tmp_path: Path) -> None:
             srv.stop()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
         subprocess.run(["ip", "link", "del", veth], capture_output=True, timeout=20)
+
+
+def test_local_client_hanging_up_mid_blob_leaves_nothing_open(reg: Server) -> None:
+    import socket
+
+    assert reg.proc is not None
+    data = os.urandom(24 * CHUNK)
+    d = reg.push_blob("send/hangup", data)
+    fds = Path(f"/proc/{reg.proc.pid}/fd")
+    before = len(list(fds.iterdir()))
+    for _ in range(3):
+        s = socket.create_connection(("127.0.0.1", reg.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the server blocks on a full socket
+        s.sendall(f"GET /v2/send/hangup/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.close()
+    deadline = time.monotonic() + 20
+    while len(list(fds.iterdir())) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(fds.iterdir())) <= before  # the sender's socket and file dups are closed
+    r = reg.request("GET", f"/v2/send/hangup/blobs/{d}")  # and the server still serves
+    assert r.status == 200 and sha(r.body) == d
