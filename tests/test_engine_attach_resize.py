@@ -203,10 +203,8 @@ def test_exec_tty_gets_the_callers_size(eng: Engine) -> None:
         eng.run("rm", "-f", cid, check=False)
 
 
-@pytest.mark.xfail(strict=False, reason="the built-in runtime's pty gets the caller's size just after the "
-                   "process started (rt_builtin copies it after exec/start; runc's path sets "
-                   "process.consoleSize first): a command that asks at once may see 0x0 (docker 20.10's exec too)")
 def test_tty_size_is_set_before_the_command_runs(bb) -> None:  # type: ignore[no-untyped-def]
+    """process.consoleSize from the caller's terminal, set on the pty before the command runs."""
     eng = Engine("pallet", bb.argv, bb.env)
     cid = eng.out("run", "-d", "--network", "none", "busybox", "sleep", "60")
     try:

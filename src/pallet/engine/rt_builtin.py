@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from pallet.engine.containers import Container, Dirs
-from pallet.engine.stdio import Stdio, copy_winsize
+from pallet.engine.stdio import Stdio, console_size, copy_winsize
 from pallet.errors import NotFound
 
 TYPE_CHECKING = False
@@ -33,6 +33,8 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
     if not os.path.isdir(bundle / "rootfs"):
         os.makedirs(bundle / "rootfs", exist_ok=True)
     spec["root"]["path"] = "rootfs"
+    if io.tty:
+        console_size(spec["process"])  # set on the pty before the command runs
     ov = RootfsOverlay(list(c.config.get("Lowerdirs", [])), str(dirs.upper), str(dirs.work))
     h = rc.create(c.id, str(bundle), spec, root=_root(dirs), stdio=None if io.tty else io.child,
                   rootfs_overlay=ov, start=True)
@@ -64,6 +66,8 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
         proc["capabilities"] = {k: list(CAPS) for k in ("bounding", "effective", "permitted")}
     import resource  # noqa: F401 - the exec child needs it after joining the mount ns (not importable there)
 
+    if io.tty:
+        console_size(proc)  # set on the pty before the command runs
     p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty)
     if io.tty and p.console_fd is not None:
         io.master = p.console_fd

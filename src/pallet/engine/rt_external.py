@@ -136,20 +136,9 @@ class _ConsoleSocket:
 
 
 def _console_size(proc: dict[str, Any]) -> None:
-    """``process.consoleSize`` from the caller's terminal (fd 0, else 1), when it has one."""
-    import fcntl
-    import struct
-    import termios
+    from pallet.engine.stdio import console_size
 
-    for fd in (0, 1):
-        if os.isatty(fd):
-            try:
-                rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[:2]
-            except OSError:
-                return
-            if rows and cols:
-                proc["consoleSize"] = {"height": rows, "width": cols}
-            return
+    console_size(proc)
 
 
 def _stdio(io: Stdio) -> dict[str, Any]:

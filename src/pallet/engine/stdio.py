@@ -72,6 +72,21 @@ class Stdio:
                 setattr(self, name, -1)
 
 
+def console_size(proc: dict) -> None:
+    """``process.consoleSize`` from the caller's terminal (fd 0, else 1), when it has one: the
+    runtime sets it on the pty before the command runs (a copy after the start would race with
+    a command that asks at once)."""
+    for fd in (0, 1):
+        if os.isatty(fd):
+            try:
+                rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+            except OSError:
+                return
+            if rows and cols:
+                proc["consoleSize"] = {"height": rows, "width": cols}
+            return
+
+
 def copy_winsize(src: int, dst: int) -> None:
     try:
         ws = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
