@@ -307,12 +307,19 @@ class Monitor:
 
         kw = dict(msg["opts"])
         try:
+            opts = CreateOptions(**kw)
+        except TypeError:
+            return {"fallback": True}, "", []  # a client of another version: in-process
+        try:
             self.store.resolve_image(kw["image"])
         except NotFound:
             return {"fallback": True}, "", []  # the client pulls it, with its progress lines
         try:
             os.chdir(msg.get("cwd") or "/")  # relative bind-mount sources are the client's
-            ct = create(self.store, self.conn, CreateOptions(**kw))
+        except OSError:
+            return {"fallback": True}, "", []  # (a working directory we cannot enter: in-process)
+        try:
+            ct = create(self.store, self.conn, opts)
         finally:
             os.chdir("/")
         stdin = fds.pop(0) if (kw.get("interactive") and fds) else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
