@@ -6,10 +6,9 @@ After the runtime started the process, ``close_child_ends`` leaves only the wait
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import struct
-import termios
+
+# fcntl, struct, termios: imported where a terminal is handled (not on a served run's path)
 
 
 class Stdio:
@@ -76,6 +75,10 @@ def console_size(proc: dict) -> None:
     """``process.consoleSize`` from the caller's terminal (fd 0, else 1), when it has one: the
     runtime sets it on the pty before the command runs (a copy after the start would race with
     a command that asks at once)."""
+    import fcntl
+    import struct
+    import termios
+
     for fd in (0, 1):
         if os.isatty(fd):
             try:
@@ -88,6 +91,9 @@ def console_size(proc: dict) -> None:
 
 
 def copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    import termios
+
     try:
         ws = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
         fcntl.ioctl(dst, termios.TIOCSWINSZ, ws)
@@ -96,6 +102,10 @@ def copy_winsize(src: int, dst: int) -> None:
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
@@ -108,6 +118,7 @@ class RawTerminal:
 
     def __enter__(self) -> RawTerminal:
         if os.isatty(self.fd):
+            import termios
             import tty
 
             self.saved = termios.tcgetattr(self.fd)
@@ -116,4 +127,6 @@ class RawTerminal:
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
+            import termios
+
             termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)  # type: ignore[arg-type]
