@@ -295,3 +295,19 @@ def test_create_from_a_multithreaded_caller(tmp_path: Path, busybox_rootfs: Path
     finally:
         stop.set()
         t.join()
+
+
+def test_join_pid_namespace_by_path_from_a_threaded_caller(tmp_path: Path, busybox_rootfs: Path) -> None:
+    """The same join with another thread alive in the caller (the engine's monitor may have one):
+    the clone goes through a helper process, which must enter the pid namespace itself (entered
+    by the caller, the helper would be created inside it and report the wrong pid)."""
+    import threading
+
+    done = threading.Event()
+    t = threading.Thread(target=done.wait, daemon=True)
+    t.start()
+    try:
+        test_join_pid_and_net_namespaces_by_path(tmp_path, busybox_rootfs)
+    finally:
+        done.set()
+        t.join(5)

@@ -63,13 +63,17 @@ def _clone(flags: int, pid_path: str | None) -> int:
     if pid_path is None:
         return sc.clone(flags) if sc.threads() == 1 else sc.clone_via_helper(flags)
     target = os.open(pid_path, os.O_RDONLY | os.O_CLOEXEC)
+    if sc.threads() != 1:  # the helper enters it (entered here, the helper would be created in it)
+        try:
+            return sc.clone_via_helper(flags & ~sc.CLONE_NEWPID, pid_ns=target)
+        finally:
+            os.close(target)
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     pid = -1
     try:
         sc.setns(target, sc.CLONE_NEWPID, f"pid {pid_path}")
         try:
-            pid = sc.clone(flags & ~sc.CLONE_NEWPID) if sc.threads() == 1 else \
-                sc.clone_via_helper(flags & ~sc.CLONE_NEWPID)
+            pid = sc.clone(flags & ~sc.CLONE_NEWPID)
         finally:
             if pid != 0:  # the parent (or a failed clone) goes back to its own namespace
                 sc.setns(own, sc.CLONE_NEWPID, "pid (back to ours)")

@@ -247,16 +247,20 @@ def threads() -> int:
         return 1
 
 
-def clone_via_helper(flags: int) -> int:
+def clone_via_helper(flags: int, pid_ns: int = -1) -> int:
     """clone() for a multi-threaded caller: a fork()ed (glibc-safe, single-threaded) helper
     clones with CLONE_PARENT, so the new process is still the caller's child; returns its pid
-    in the caller and 0 in the new process."""
+    in the caller and 0 in the new process. ``pid_ns``: an fd of a pid namespace to create it
+    in; the helper (not the caller) enters it, so the helper itself stays in the caller's pid
+    namespace and the pid it reports is the caller's view of the new process."""
     r, w = os.pipe()
     helper = os.fork()
     if helper == 0:
         code = 1
         try:
             os.close(r)
+            if pid_ns >= 0:
+                setns(pid_ns, CLONE_NEWPID, "pid (for the new process)")
             pid = clone(flags | CLONE_PARENT)
             if pid == 0:
                 os.close(w)
