@@ -43,14 +43,17 @@ def _check_bind(host: str, port: int) -> None:
         s.close()
 
 
-def _die_with_parent() -> None:
-    """PR_SET_PDEATHSIG: a worker must not outlive a SIGKILLed parent (it would keep the port)."""
+def _die_with_parent(parent: int) -> None:
+    """PR_SET_PDEATHSIG: a worker must not outlive a SIGKILLed parent (it would keep the port).
+    A parent that died before the prctl sends nothing: hence the getppid check after it."""
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _run_worker(c: Config, metrics: Metrics, index: int, ctx: ssl.SSLContext | None, reuse: bool) -> None:
@@ -86,11 +89,12 @@ def serve(c: Config) -> int:
         _run_worker(c, metrics, 0, ctx, reuse=False)
         return 0
     pids = []
+    parent = os.getpid()
     for i in range(c.workers):
         pid = os.fork()
         if pid == 0:
             code = 0
-            _die_with_parent()
+            _die_with_parent(parent)
             try:
                 _run_worker(c, metrics, i, ctx, reuse=True)
             except BaseException:
