@@ -104,6 +104,8 @@ def _drop_dead_spares() -> None:
     """The spare cgroups of a monitor that was killed (engine.monitor_loop keeps one ready)."""
     from pallet.runtime.linux import cgroupfs
 
+    if cgroupfs.SPARE:  # the monitor itself: it swept when it started, and its own spare is alive
+        return
     if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
         from pallet.engine.specgen import cgroup_parent
         from pallet.runtime.linux.cgroup_v1 import drop_spares
