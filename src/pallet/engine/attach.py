@@ -183,12 +183,7 @@ def resize(runroot: str, root: str, cid: str, rows: int, cols: int, *, timeout: 
         try:
             sock.settimeout(timeout)
             sock.sendall(jsonlite.dumps({"op": "resize", "id": cid, "rows": rows, "cols": cols}).encode() + b"\n")
-            line = b""
-            while not line.endswith(b"\n"):
-                ch = sock.recv(256)
-                if not ch:
-                    break
-                line += ch
+            line = monitor.read_line(sock, 256)
         except OSError:  # socket.timeout included
             return False
     try:

@@ -91,12 +91,7 @@ def request(runroot: str, root: str, msg: dict[str, Any]) -> tuple[socket.socket
     for _attempt in range(5):
         s = connect(runroot, root)
         s.sendall(json.dumps(msg).encode() + b"\n")
-        line = b""
-        while not line.endswith(b"\n"):
-            ch = s.recv(1)
-            if not ch:
-                break
-            line += ch
+        line = read_line(s)
         if line:
             return s, json.loads(line)
         s.close()
@@ -104,6 +99,18 @@ def request(runroot: str, root: str, msg: dict[str, Any]) -> tuple[socket.socket
     from pallet.errors import Unavailable
 
     raise Unavailable("the container monitor closed the connection")
+
+
+def read_line(s: socket.socket, chunk: int = 1) -> bytes:
+    """The monitor's one-line reply (b"" if it closed first). ``chunk`` 1 reads nothing past the
+    line (an attach stream follows it); a larger one for a reply that ends the exchange."""
+    line = b""
+    while not line.endswith(b"\n"):
+        ch = s.recv(chunk)
+        if not ch:
+            break
+        line += ch
+    return line
 
 
 def raise_for(reply: dict[str, Any]) -> None:
