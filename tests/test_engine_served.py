@@ -137,30 +137,50 @@ def test_served_run_survives_its_client(bb, mode) -> None:  # type: ignore[no-un
 
 
 def test_spare_cgroup_kept_taken_and_swept(bb) -> None:  # type: ignore[no-untyped-def]
-    """cgroup v1: the monitor keeps a spare container cgroup that a start takes by rename; it is
-    removed when the monitor exits, and by the next removal when the monitor was killed."""
+    """cgroup v1: the monitor keeps a spare container cgroup set, named with the id the next
+    served run gets (recorded in <runroot>/monitor.spare); a served run takes it as it is, a
+    detached start by rename; the monitor removes it when it exits, the next removal when the
+    monitor was killed."""
     import glob
 
     from engine_helpers import CGROUP_PARENT
 
     if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
         pytest.skip("cgroup v2 host: no spare (one mkdir)")
+    rec = bb.runroot / "monitor.spare"
 
-    def spares() -> set[str]:
-        return {p.rsplit("/", 1)[1] for p in glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/pallet-spare-*")}
+    def spare() -> tuple[int, str]:
+        try:
+            pid, parent, cid = rec.read_text().split()
+        except (OSError, ValueError):
+            return 0, ""
+        assert parent == CGROUP_PARENT
+        return int(pid), cid
+
+    def cgdirs(cid: str) -> list[str]:
+        return glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/{cid}")
 
     bb("run", "-d", "--name", "keeper", "--network", "none", "busybox", "sleep", "120")
     mon = monitor_pid(bb.runroot)
-    assert wait_until(lambda: spares() == {f"pallet-spare-{mon}"}, 10), spares()
-    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "120").out.strip()
-    assert glob.glob(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/{cid}")
-    assert wait_until(lambda: spares() == {f"pallet-spare-{mon}"}, 10)  # made again
-    assert bb("run", "--rm", "--network", "none", "busybox", "cat", "/sys/fs/cgroup/pids/pids.max").out == "max\n"
+    assert wait_until(lambda: spare()[0] == mon and len(cgdirs(spare()[1])) >= 5, 10), spare()
+    first = spare()[1]
+    cid = bb("run", "-d", "--network", "none", "busybox", "sleep", "120").out.strip()  # takes it by rename
+    assert cgdirs(cid) and not cgdirs(first)
+    assert wait_until(lambda: spare()[1] not in ("", first) and cgdirs(spare()[1]), 10)  # made again
+    nxt = spare()[1]
+    p = subprocess.Popen(bb.argv("run", "--rm", "--network", "none", "--name", "srv", "busybox", "sh", "-c",
+                                 "echo ready; sleep 0.5"), env=bb.env, stdout=subprocess.PIPE)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    assert bb("inspect", "-f", "{{.Id}}", "srv").out.strip() == nxt  # the served run got the spare's id
+    assert p.wait(timeout=20) == 0
+    assert not cgdirs(nxt)  # removed with the --rm container
+    assert wait_until(lambda: spare()[1] not in ("", nxt) and cgdirs(spare()[1]), 10)
+    left = spare()[1]
     os.kill(mon, signal.SIGKILL)
     assert wait_until(lambda: not os.path.exists(f"/proc/{mon}/stat") or
                       open(f"/proc/{mon}/stat").read().split(") ")[1].startswith("Z"))
     bb("rm", "-f", "keeper", cid)  # in-process: sweeps the dead monitor's spare
-    assert spares() == set()
+    assert not cgdirs(left) and not rec.exists()
 
 
 def test_in_process_run_leaves_a_monitor_for_the_next(bb) -> None:  # type: ignore[no-untyped-def]

@@ -195,7 +195,8 @@ def _runtime(name: str) -> str:
     raise InvalidArgument(f"unknown or invalid runtime name: {name}")
 
 
-def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
+def create(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str | None = None) -> Container:
+    """``cid``: an id chosen beforehand (the monitor's, whose cgroups it made ready); else a new one."""
     if o.name is not None and not names.valid(o.name):
         raise InvalidArgument(f"Invalid container name ({o.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     if o.name is not None:
@@ -206,7 +207,7 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions) -> Container:
         rec = store.resolve_image(o.image)
     except NotFound:
         raise NotFound(f"Unable to find image '{o.image}' locally: No such image: {o.image}") from None
-    cid = names.new_id()
+    cid = cid or names.new_id()
     cfg = build_config(o, str(rec.id), rec.config, cid)
     lowerdirs = [str(p) for p in store.lowerdirs(rec)]
     if o.group_add:  # checked before anything is written; resolved again at each start and exec

@@ -25,6 +25,7 @@ from pallet.engine.stdio import Stdio
 from pallet.errors import PalletError
 
 PR_SET_CHILD_SUBREAPER = 36
+WARM, WARM_PERIOD = 2.0, 0.006  # see Monitor._keep_warm
 
 
 class Watched:
@@ -111,19 +112,64 @@ class Monitor:
         # connection, off the loop (sqlite3 releases the GIL while it syncs).
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.checkpointer = Checkpointer(str(self.store.paths.root / "db.sqlite"))
-        # cgroup v1: keep a spare container cgroup ready (runtime.linux.cgroupfs.SPARE), made
-        # while nothing served is in flight, taken by the next start with a rename
+        # cgroup v1: keep a spare container cgroup set ready (runtime.linux.cgroupfs.SPARE), made
+        # while nothing served is in flight, named with the id the next served run gets (so
+        # nothing is renamed while a client's attach wait may hold the cgroup lock), taken by a
+        # detached start with a rename. Recorded in <runroot>/monitor.spare for the sweep of a
+        # killed monitor's (engine.spare).
         self.cg_parent = ""
+        self.next_cid = ""
         from pallet.runtime.linux import cgroupfs
 
         if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
+            from pallet.engine import spare
             from pallet.engine.specgen import cgroup_parent
             from pallet.runtime.linux import cgroup_v1
 
-            cgroupfs.SPARE = cgroupfs.SPARE_PREFIX + str(os.getpid())
             self.cg_parent = cgroup_parent()
-            cgroup_v1.drop_spares(self.cg_parent, only_dead=True)  # a killed monitor's
+            cgroup_v1.drop_spares(self.cg_parent, only_dead=True)  # an older monitor's (pallet-spare-PID)
+            spare.sweep(runroot)  # a killed monitor's
         self.want_spare = bool(self.cg_parent)
+        self._open_warm()
+
+    def _keep_warm(self, now: float) -> None:
+        """cgroup v1: the first ``cgroup.procs`` write after an idle moment waits for an RCU grace
+        period (8-16 ms here: the kernel's cgroup_threadgroup_rwsem leaving its reader-favouring
+        state), one after a recent write does not. For ``WARM`` s after serving a request the
+        loop writes its own pid into its own pids cgroup (a move to where it is) every
+        ``WARM_PERIOD`` s, so the next start's or exec's attach finds the lock warm: what the
+        kernel's ``favordynmods`` cgroup option does for good, only while pallet is starting
+        containers (forks and exits elsewhere take the rwsem's slower path meanwhile).
+        ``PALLET_CGROUP_KEEPWARM=0`` turns it off."""
+        if self.warm_fd < 0 or now - self.warm_last < WARM_PERIOD:
+            return
+        self.warm_last = now
+        try:
+            os.write(self.warm_fd, b"0")
+        except OSError:
+            os.close(self.warm_fd)
+            self.warm_fd = -1
+
+    def _open_warm(self) -> None:
+        self.warm_fd, self.warm_last, self.warm_until = -1, 0.0, 0.0
+        if not self.cg_parent or os.environ.get("PALLET_CGROUP_KEEPWARM") == "0":
+            return
+        try:
+            with open("/proc/self/cgroup") as f:
+                rel = next(ln.split(":", 2)[2].strip() for ln in f if ln.split(":", 2)[1] == "pids")
+            self.warm_fd = os.open(f"/sys/fs/cgroup/pids{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except (OSError, StopIteration):
+            self.warm_fd = -1
+
+    def _make_spare(self) -> None:
+        from pallet.engine import names, spare
+
+        self.want_spare = False
+        if self.next_cid and not spare.exists(self.cg_parent, self.next_cid):
+            self.next_cid = ""  # taken by a start
+        if not self.next_cid:
+            self.next_cid = names.new_id()
+        spare.make(self.runroot, self.cg_parent, self.next_cid)
 
     def _term(self, *_: object) -> None:
         self.stopping = True
@@ -143,14 +189,10 @@ class Monitor:
 
     def close(self) -> None:
         self.checkpointer.stop()
-        if self.cg_parent:
-            from pallet.runtime.linux import cgroupfs
-            from pallet.runtime.linux.cgroup_v1 import CgroupV1
+        if self.cg_parent and self.next_cid:
+            from pallet.engine import spare
 
-            try:
-                CgroupV1(self.cg_parent + "/" + cgroupfs.SPARE).destroy()
-            except Exception:  # noqa: BLE001 - swept by the next monitor or removal
-                pass
+            spare.drop(self.runroot, self.cg_parent, self.next_cid)
         if self.listener is not None:
             try:
                 os.unlink(self.listener.getsockname())
@@ -171,10 +213,10 @@ class Monitor:
             if self.pending:
                 timeout = max(0.0, min(self.pending.values()) - now)
             if self.want_spare and not any(w.log is None for w in self.by_id.values()):
-                from pallet.runtime.linux import cgroup_v1
-
-                cgroup_v1.make_spare(self.cg_parent)
-                self.want_spare = False
+                self._make_spare()
+            if now < self.warm_until:
+                self._keep_warm(now)
+                timeout = min(timeout, WARM_PERIOD)
             events = self.sel.select(timeout)
             for key, _ in events:
                 kind, obj = key.data
@@ -263,6 +305,8 @@ class Monitor:
     def _handle(self, c: socket.socket, msg: dict[str, Any], fds: list[int]) -> tuple[dict[str, Any], str, list[int]]:
         """(reply, what to do with the client: "" drop, "attach" stream, "hold" until the exit, fds to send)."""
         op, cid = msg.get("op"), msg.get("id", "")
+        if op in ("start", "exec", "run"):
+            self.warm_until = time.monotonic() + WARM  # (see _keep_warm)
         if op == "start":
             w = self.start(cid, restart=bool(msg.get("restart")))
             return {"ok": True, "pid": w.pid}, "", []
@@ -319,9 +363,13 @@ class Monitor:
         except OSError:
             return {"fallback": True}, "", []  # (a working directory we cannot enter: in-process)
         try:
-            ct = create(self.store, self.conn, opts)
+            ct = create(self.store, self.conn, opts, cid=self.next_cid or None)  # its cgroups are ready
         finally:
             os.chdir("/")
+        if ct.id == self.next_cid:  # the spare is this container's now: no start may rename it away
+            from pallet.runtime.linux import cgroupfs
+
+            self.next_cid = cgroupfs.SPARE = ""
         stdin = fds.pop(0) if (kw.get("interactive") and fds) else os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)

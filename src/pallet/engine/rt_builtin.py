@@ -100,17 +100,15 @@ def pids(c: Container, dirs: Dirs) -> list[int]:
     return list(_load(c, dirs).cgroup.pids())
 
 
-def _drop_dead_spares() -> None:
-    """The spare cgroups of a monitor that was killed (engine.monitor_loop keeps one ready)."""
+def _drop_dead_spares(dirs: Dirs) -> None:
+    """The spare cgroups of a monitor that was killed (engine.spare)."""
     from pallet.runtime.linux import cgroupfs
 
-    if cgroupfs.SPARE:  # the monitor itself: it swept when it started, and its own spare is alive
-        return
-    if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
-        from pallet.engine.specgen import cgroup_parent
-        from pallet.runtime.linux.cgroup_v1 import drop_spares
+    if cgroupfs.SPARE or os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
+        return  # (the monitor itself: it swept when it started, and its own spare is alive)
+    from pallet.engine import spare
 
-        drop_spares(cgroup_parent(), only_dead=True)
+    spare.sweep(str(dirs.run.parent.parent))
 
 
 def cleanup(c: Container, dirs: Dirs) -> None:
@@ -119,7 +117,7 @@ def cleanup(c: Container, dirs: Dirs) -> None:
 
     from pallet.errors import OSFailure
 
-    _drop_dead_spares()
+    _drop_dead_spares(dirs)
     for _attempt in range(3):
         try:
             _load(c, dirs).delete(force=True)

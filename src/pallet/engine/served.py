@@ -170,14 +170,18 @@ class _Conn:
         self.sock.close()
 
 
-def _ask(runroot: str, msg: dict[str, Any], fds: list[int]) -> tuple[_Conn, dict[str, Any]] | None:
-    """Send the request; None when nobody serves it here (the caller runs it in-process)."""
+def _ask(runroot: str, msg: dict[str, Any], fds: list[int],
+         meanwhile: Any = None) -> tuple[_Conn, dict[str, Any]] | None:
+    """Send the request; None when nobody serves it here (the caller runs it in-process).
+    ``meanwhile``: called once the request is sent, while the monitor works on it."""
     sock = _connect(runroot)
     if sock is None:
         return None
     conn = _Conn(sock)
     try:
         conn.send(msg, fds)
+        if meanwhile is not None:
+            meanwhile()
         reply = conn.line()
     except OSError:
         reply = None
@@ -233,11 +237,17 @@ def exec_(runroot: str, ref: str, args: list[str], *, env: list[str], user: str 
     return None
 
 
+def _import_pump() -> None:
+    import pallet.engine.logs
+    import pallet.engine.pump  # noqa: F401
+
+
 def run(runroot: str, opts: dict[str, Any]) -> int | None:
     """A foreground ``pallet run`` without a tty; None: not served here (run it in-process).
     ``opts``: CreateOptions' keywords, environment already resolved (``-e K``, ``--env-file``)."""
     interactive = bool(opts.get("interactive"))
-    got = _ask(runroot, {"op": "run", "opts": opts, "cwd": os.getcwd()}, [0] if interactive else [])
+    got = _ask(runroot, {"op": "run", "opts": opts, "cwd": os.getcwd()}, [0] if interactive else [],
+               meanwhile=_import_pump)  # imported while the monitor starts the container
     if got is None:
         return None
     conn, reply = got

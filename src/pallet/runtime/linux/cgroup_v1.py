@@ -29,7 +29,7 @@ class CgroupV1:
     def create(self, resources: dict | None, apply_limits: bool = True) -> None:
         try:
             for c, p in self.paths.items():
-                if cgroupfs.SPARE and _take_spare(p):
+                if cgroupfs.SPARE and (_is_spare(p) or _take_spare(p)):
                     continue
                 if c == "cpuset":
                     self._mk_cpuset(p)
@@ -183,6 +183,11 @@ def _write_rules(cg: str, rules: list[tuple[str, str]]) -> None:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _is_spare(path: str) -> bool:
+    """``path`` is the spare itself (made beforehand under the name its container then gets)."""
+    return os.path.basename(path) == cgroupfs.SPARE and os.path.isdir(path)
 
 
 def _take_spare(path: str) -> bool:
