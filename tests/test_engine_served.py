@@ -203,3 +203,32 @@ def test_in_process_run_leaves_a_monitor_for_the_next(bb) -> None:  # type: igno
     bb.env["PALLET_SERVED"] = "0"
     bb("run", "--rm", "--network", "none", "busybox", "true")
     assert not wait_until(lambda: monitor_pid(bb.runroot) > 0, 1)  # PALLET_SERVED=0: none started
+
+
+def test_failed_start_leaves_no_cgroup(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    """A start that fails before the runtime ran (a published port already taken) leaves no
+    cgroup, no container with --rm, and a created one without (the fixture checks the host)."""
+    import glob
+    import socket
+
+    from engine_helpers import CGROUP_PARENT
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    try:
+        before = {p for p in glob.glob(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/*") if os.path.isdir(p)}
+        r = bb.fail("run", "--rm", "-p", f"127.0.0.1:{port}:80", "busybox", "true")
+        assert r.rc == 125 and str(port) in r.err and len(r.err.strip().splitlines()) == 1
+        r = bb.fail("run", "--name", "kept", "-p", f"127.0.0.1:{port}:80", "busybox", "true")
+        assert r.rc == 125
+        assert bb("inspect", "-f", "{{.State.Status}}", "kept").out.strip() == "created"
+        bb("rm", "kept")
+        now = {p for p in glob.glob(f"/sys/fs/cgroup/memory/{CGROUP_PARENT}/*") if os.path.isdir(p)}
+        # only the keeper's and the spare may be there (the spare is made again after each start)
+        spare_file = bb.runroot / "monitor.spare"
+        spare = spare_file.read_text().split()[2] if spare_file.exists() else ""
+        assert {p.rsplit("/", 1)[1] for p in now - before} <= {spare}, now - before
+    finally:
+        s.close()

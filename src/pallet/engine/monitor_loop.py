@@ -366,7 +366,8 @@ class Monitor:
             ct = create(self.store, self.conn, opts, cid=self.next_cid or None)  # its cgroups are ready
         finally:
             os.chdir("/")
-        if ct.id == self.next_cid:  # the spare is this container's now: no start may rename it away
+        reserved = bool(self.next_cid) and ct.id == self.next_cid
+        if reserved:  # the spare is this container's now: no start may rename it away
             from pallet.runtime.linux import cgroupfs
 
             self.next_cid = cgroupfs.SPARE = ""
@@ -378,6 +379,10 @@ class Monitor:
             w = self.start(ct.id, io=io)
         except BaseException:
             io.close()
+            if reserved:  # a start that failed before the runtime made them its own
+                from pallet.engine import spare
+
+                spare.destroy_if_empty(self.cg_parent, ct.id)
             cur = containers.reload(self.conn, ct.id)
             if cur is not None and cur.host.get("AutoRemove") and cur.status in ("created", "exited"):
                 lifecycle.remove(self.store, self.conn, cur, force=True)

@@ -35,17 +35,23 @@ def exists(parent: str, cid: str) -> bool:
         os.path.isdir(f"{cgroupfs.CGROUP_ROOT}/memory/{parent.strip('/')}/{cid}")
 
 
-def drop(runroot: str, parent: str, cid: str) -> None:
-    """Remove the spare (if no process is in it: then it is a container's) and its record."""
+def destroy_if_empty(parent: str, cid: str) -> None:
+    """Remove ``<parent>/<cid>`` in every hierarchy unless a process is in it (then it is a
+    running container's); best effort."""
     from pallet.runtime.linux.cgroup_v1 import CgroupV1
 
-    cgroupfs.SPARE = ""
     try:
         cg = CgroupV1(parent.strip("/") + "/" + cid)
         if not cg.pids():
             cg.destroy()
     except Exception:  # noqa: BLE001 - best effort: swept again later
         pass
+
+
+def drop(runroot: str, parent: str, cid: str) -> None:
+    """Remove the spare (if no process is in it: then it is a container's) and its record."""
+    cgroupfs.SPARE = ""
+    destroy_if_empty(parent, cid)
     try:
         os.unlink(os.path.join(runroot, FILE))
     except OSError:
