@@ -12,39 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from typing import Any
 
 from pallet.errors import NotFound
+from pallet.oci.tagkey import tag_key
 
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-
-
-def tag_key(text: str) -> str | None:
-    """``busybox`` -> ``docker.io/library/busybox:latest`` (the tags table's key) for plain
-    ``[domain/]path[:tag]`` names; None for anything else (left to the Store and Reference)."""
-    if "@" in text or text.startswith("sha256:") or not text or len(text) > 255:
-        return None
-    name, tag = text, "latest"
-    slash, colon = text.rfind("/"), text.rfind(":")
-    if colon > slash:
-        name, tag = text[:colon], text[colon + 1:]
-        if not _TAG.fullmatch(tag):
-            return None
-    parts = name.split("/")
-    domain = "docker.io"
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        domain = parts.pop(0)
-    if domain == "index.docker.io":
-        domain = "docker.io"
-    if not parts or not all(_COMPONENT.fullmatch(p) for p in parts):
-        return None
-    if domain == "docker.io" and len(parts) == 1:
-        parts.insert(0, "library")
-    return f"{domain}/{'/'.join(parts)}:{tag}"
-
+__all__ = ["QuickStore", "familiar", "tag_key"]
 
 def familiar(key: str) -> str:
     """docker.io/library/busybox:latest -> busybox:latest (what docker prints)."""

@@ -15,6 +15,7 @@ import os
 
 from pallet.engine.containers import FsPath
 from pallet.errors import NotFound
+from pallet.oci.tagkey import tag_key
 from pallet.runtime import jsonlite as json  # not `json`: it imports re and enum (~3 ms)
 
 TYPE_CHECKING = False
@@ -83,7 +84,7 @@ class LightStore:
         hit = self._resolved.get(text)
         if hit is not None:
             return hit
-        key = _tag_key(text)
+        key = tag_key(text)
         rec = None
         if key is not None:
             row = self.conn.execute("SELECT image_id FROM tags WHERE ref=?", (key,)).fetchone()
@@ -109,64 +110,6 @@ class LightStore:
                 raise NotFound(f"layer {d} not found in the store")
             out.append(p)
         return out
-
-
-# docker's reference grammar, checked by hand for ASCII (``re`` imports enum: ~5 ms on run's path):
-#   path component  [a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*      tag  [\w][\w.-]{0,127}
-_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_WORD = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-_TAGCH = _WORD | {".", "-"}
-
-
-def _component_ok(p: str) -> bool:
-    if not p or p[0] not in _ALNUM or p[-1] not in _ALNUM:
-        return False
-    i, n = 0, len(p)
-    while i < n:
-        if p[i] in _ALNUM:
-            i += 1
-            continue
-        j = i
-        while j < n and p[j] not in _ALNUM:
-            j += 1
-        sep = p[i:j]
-        if sep not in (".", "_", "__") and sep.strip("-"):
-            return False
-        i = j
-    return True
-
-
-def _tag_ok(t: str) -> bool:
-    if not t.isascii():  # \w is Unicode-aware: let re decide
-        import re
-
-        return re.fullmatch(r"[\w][\w.-]{0,127}", t) is not None
-    return 0 < len(t) <= 128 and t[0] in _WORD and all(ch in _TAGCH for ch in t)
-
-
-def _tag_key(text: str) -> str | None:
-    """``busybox`` -> ``docker.io/library/busybox:latest`` (the tags table's key) for plain
-    ``[domain/]path[:tag]`` names; None for anything else (digests, IDs), left to the Store."""
-    if "@" in text or text.startswith("sha256:") or not text:
-        return None
-    name, tag = text, "latest"
-    slash = text.rfind("/")
-    colon = text.rfind(":")
-    if colon > slash:
-        name, tag = text[:colon], text[colon + 1:]
-        if not _tag_ok(tag):
-            return None
-    parts = name.split("/")
-    domain = "docker.io"
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        domain = parts.pop(0)
-    if domain == "index.docker.io":
-        domain = "docker.io"
-    if not parts or not all(_component_ok(p) for p in parts):
-        return None
-    if domain == "docker.io" and len(parts) == 1:
-        parts.insert(0, "library")
-    return f"{domain}/{'/'.join(parts)}:{tag}"
 
 
 def _no_checkpoint_on_close(conn: sqlite3.Connection) -> None:
