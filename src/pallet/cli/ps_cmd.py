@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from pallet.cli.fastfmt import FastFormatter
+from pallet.engine.containers import tree_size
 
 # docker's column names for `ps --format 'table ...'`
 _HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED", "CreatedAt": "CREATED AT",
@@ -102,7 +103,7 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
             if ns.size:
                 from pallet.cli import fmt
 
-                size = f"{fmt.human_size(_du(s.dirs(c).upper))} (virtual {fmt.human_size(_image_size(s, c))})"
+                size = f"{fmt.human_size(tree_size(s.dirs(c).upper))} (virtual {fmt.human_size(_image_size(s, c))})"
             r = ei.ps_row(c, size)
             r["LocalVolumes"] = str(sum(1 for m in c.mounts if m.get("Driver") == "local"))  # docker's count
             if ns.no_trunc:
@@ -135,19 +136,6 @@ def _ps(g: Any, ns: argparse.Namespace) -> int:
         table.append(line)
     print(fmt.table(headers, table))
     return 0
-
-
-def _du(path: Any) -> int:
-    import os
-
-    total = 0
-    for dp, _dn, fns in os.walk(path):
-        for f in fns:
-            try:
-                total += os.lstat(os.path.join(dp, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _image_size(s: Any, c: Any) -> int:

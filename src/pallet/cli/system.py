@@ -7,6 +7,8 @@ import platform
 import sys
 from typing import Any
 
+from pallet.engine.containers import tree_size
+
 
 def add_parser(sub: Any) -> None:
     grp = sub.add_parser("system", help="manage pallet")
@@ -71,23 +73,6 @@ class _Usage:
             self.reclaimable += size
 
 
-def _du(path: str) -> int:
-    """Apparent size of a tree (as docker's SizeRw and volume sizes), hard links counted once."""
-    total, seen = 0, set()
-    for dp, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                s = os.lstat(os.path.join(dp, f))
-            except OSError:
-                continue
-            if s.st_nlink > 1:
-                if (s.st_dev, s.st_ino) in seen:
-                    continue
-                seen.add((s.st_dev, s.st_ino))
-            total += s.st_size
-    return total
-
-
 def _containers(st: Any, g: Any) -> _Usage:
     """Containers and the size of their writable layers; nothing when the engine's tables are absent."""
     u = _Usage()
@@ -98,7 +83,7 @@ def _containers(st: Any, g: Any) -> _Usage:
     except (ImportError, RuntimeError):
         return u
     for c in cs:
-        u.add(_du(containers.Dirs(g.root, g.runroot, c.id).upper), c.running)
+        u.add(tree_size(containers.Dirs(g.root, g.runroot, c.id).upper), c.running)
     return u
 
 
@@ -113,7 +98,7 @@ def _volumes(st: Any, g: Any) -> _Usage:
     except (ImportError, RuntimeError):
         return u
     for row in rows:
-        u.add(_du(str(volumes.data_dir(g.root, row[0]))), bool(volumes.users(conn, row[0])))
+        u.add(tree_size(str(volumes.data_dir(g.root, row[0]))), bool(volumes.users(conn, row[0])))
     return u
 
 

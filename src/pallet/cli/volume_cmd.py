@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from pallet.cli.fastfmt import FastFormatter
+from pallet.engine.containers import tree_size
 
 
 def add_parser(sub: Any) -> None:
@@ -118,7 +119,7 @@ def _prune(g: Any, ns: argparse.Namespace) -> int:
     from pallet.engine import session, volumes
 
     with session.open(g) as s:
-        sizes = {r[0]: _du(volumes.data_dir(s.root, r[0])) for r in volumes.list_all(s.conn)}
+        sizes = {r[0]: tree_size(volumes.data_dir(s.root, r[0])) for r in volumes.list_all(s.conn)}
         removed = volumes.prune(s.conn, s.root, all_volumes=True)
     if removed:
         print("Deleted Volumes:")
@@ -127,18 +128,3 @@ def _prune(g: Any, ns: argparse.Namespace) -> int:
         print()
     print(f"Total reclaimed space: {human_size(sum(sizes.get(n, 0) for n in removed))}")
     return 0
-
-
-def _du(path: Any) -> int:
-    """Bytes of the regular files under PATH (symlinks not followed, errors skipped)."""
-    import os
-
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, f))
-            except OSError:
-                continue
-            total += st.st_size if not os.path.islink(os.path.join(dirpath, f)) else 0
-    return total
