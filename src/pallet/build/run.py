@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from typing import TextIO
@@ -27,8 +28,8 @@ def read_layer_file(lowerdirs: list[str], path: str) -> str | None:
             st = os.lstat(p)
         except OSError:
             continue
-        if not os.path.isfile(p) or os.path.islink(p):
-            return None if (st.st_rdev == 0 and not os.path.isfile(p)) else None
+        if not stat.S_ISREG(st.st_mode):  # a whiteout, a symlink, anything else: hidden or refused
+            return None
         with open(p, encoding="utf-8", errors="replace") as f:
             return f.read()
     return None
