@@ -17,15 +17,16 @@ import time
 from typing import Any
 
 from pallet.engine import containers, db, lifecycle, rt, state
+from pallet.engine.checkpoint import Checkpointer
 from pallet.engine.containers import Dirs
 from pallet.engine.logs import LogWriter
 from pallet.engine.monitor import LINGER, frame
 from pallet.engine.pump import exit_code
 from pallet.engine.stdio import Stdio
+from pallet.engine.warmlock import WarmLock
 from pallet.errors import PalletError
 
 PR_SET_CHILD_SUBREAPER = 36
-WARM, WARM_PERIOD = 2.0, 0.006  # see Monitor._keep_warm
 
 
 class Watched:
@@ -33,54 +34,6 @@ class Watched:
         self.cid, self.pid, self.io, self.log = cid, pid, io, log  # log None: a served run's client pumps
         self.clients: list[socket.socket] = []
         self.started = time.monotonic()
-
-
-class Checkpointer:
-    """Checkpoints the database's WAL off the loop: a short-lived thread with its own connection
-    (sqlite3 releases the GIL while it syncs), started when the WAL has grown past ``PAGES``
-    pages (the CLI's connections use 64: see engine.lightstore) and the loop was idle, or past
-    16 times that whatever the load; once more at ``stop``. PASSIVE: it never waits for, nor
-    blocks, a writer. Not a permanent thread: a raw clone needs a single-threaded process, else
-    the runtime goes through a helper process (runtime.linux.syscalls.clone_via_helper)."""
-
-    PAGES = 64
-
-    def __init__(self, dbpath: str) -> None:
-        self.dbpath = dbpath
-        self.thread: Any = None
-        self.next_check = 0.0
-
-    def maybe(self, idle: bool) -> None:
-        now = time.monotonic()
-        if now < self.next_check or (self.thread is not None and self.thread.is_alive()):
-            return
-        self.next_check = now + 0.5
-        try:
-            size = os.stat(self.dbpath + "-wal").st_size
-        except OSError:
-            return
-        if size > self.PAGES * 4096 * (1 if idle else 16):
-            import threading
-
-            self.thread = threading.Thread(target=self.once, name="checkpoint", daemon=True)
-            self.thread.start()
-
-    def once(self) -> None:
-        import _sqlite3
-
-        try:
-            conn = _sqlite3.connect(self.dbpath, timeout=5, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            finally:
-                conn.close()
-        except Exception:  # noqa: BLE001 - busy or gone: the next round, or a CLI, does it
-            pass
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-        self.once()
 
 
 class Monitor:
@@ -130,36 +83,7 @@ class Monitor:
             cgroup_v1.drop_spares(self.cg_parent, only_dead=True)  # an older monitor's (pallet-spare-PID)
             spare.sweep(runroot)  # a killed monitor's
         self.want_spare = bool(self.cg_parent)
-        self._open_warm()
-
-    def _keep_warm(self, now: float) -> None:
-        """cgroup v1: the first ``cgroup.procs`` write after an idle moment waits for an RCU grace
-        period (8-16 ms here: the kernel's cgroup_threadgroup_rwsem leaving its reader-favouring
-        state), one after a recent write does not. For ``WARM`` s after serving a request the
-        loop writes its own pid into its own pids cgroup (a move to where it is) every
-        ``WARM_PERIOD`` s, so the next start's or exec's attach finds the lock warm: what the
-        kernel's ``favordynmods`` cgroup option does for good, only while pallet is starting
-        containers (forks and exits elsewhere take the rwsem's slower path meanwhile).
-        ``PALLET_CGROUP_KEEPWARM=0`` turns it off."""
-        if self.warm_fd < 0 or now - self.warm_last < WARM_PERIOD:
-            return
-        self.warm_last = now
-        try:
-            os.write(self.warm_fd, b"0")
-        except OSError:
-            os.close(self.warm_fd)
-            self.warm_fd = -1
-
-    def _open_warm(self) -> None:
-        self.warm_fd, self.warm_last, self.warm_until = -1, 0.0, 0.0
-        if not self.cg_parent or os.environ.get("PALLET_CGROUP_KEEPWARM") == "0":
-            return
-        try:
-            with open("/proc/self/cgroup") as f:
-                rel = next(ln.split(":", 2)[2].strip() for ln in f if ln.split(":", 2)[1] == "pids")
-            self.warm_fd = os.open(f"/sys/fs/cgroup/pids{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        except (OSError, StopIteration):
-            self.warm_fd = -1
+        self.warm = WarmLock(bool(self.cg_parent))
 
     def _make_spare(self) -> None:
         from pallet.engine import names, spare
@@ -189,6 +113,7 @@ class Monitor:
 
     def close(self) -> None:
         self.checkpointer.stop()
+        self.warm.close()
         if self.cg_parent and self.next_cid:
             from pallet.engine import spare
 
@@ -214,9 +139,7 @@ class Monitor:
                 timeout = max(0.0, min(self.pending.values()) - now)
             if self.want_spare and not any(w.log is None for w in self.by_id.values()):
                 self._make_spare()
-            if now < self.warm_until:
-                self._keep_warm(now)
-                timeout = min(timeout, WARM_PERIOD)
+            timeout = self.warm.tick(now, timeout)
             events = self.sel.select(timeout)
             for key, _ in events:
                 kind, obj = key.data
@@ -306,7 +229,7 @@ class Monitor:
         """(reply, what to do with the client: "" drop, "attach" stream, "hold" until the exit, fds to send)."""
         op, cid = msg.get("op"), msg.get("id", "")
         if op in ("start", "exec", "run"):
-            self.warm_until = time.monotonic() + WARM  # (see _keep_warm)
+            self.warm.extend()  # (engine.warmlock)
         if op == "start":
             w = self.start(cid, restart=bool(msg.get("restart")))
             return {"ok": True, "pid": w.pid}, "", []
