@@ -28,6 +28,7 @@ import sys
 import time
 from typing import Any
 
+from pallet.engine.served import raise_for  # the one mapping of an error reply (re-exported)
 from pallet.runtime import jsonlite as json  # not `json` (re, enum): `run -d` imports this
 
 LINGER = float(os.environ.get("PALLET_MONITOR_LINGER", "2.0"))
@@ -113,17 +114,6 @@ def read_line(s: socket.socket, chunk: int = 1) -> bytes:
     return line
 
 
-def raise_for(reply: dict[str, Any]) -> None:
-    if "error" in reply:
-        from pallet import errors
-
-        cls = {127: errors.CommandNotFound, 126: errors.CommandNotExecutable}.get(reply.get("exit_code", 125))
-        kind = getattr(errors, reply.get("kind", ""), None)
-        if cls is None:
-            cls = kind if isinstance(kind, type) and issubclass(kind, errors.PalletError) else errors.PalletError
-        raise cls(reply["error"])
-
-
 def start(runroot: str, root: str, cid: str, *, restart: bool = False) -> dict[str, Any]:
     s, reply = request(runroot, root, {"op": "start", "id": cid, "restart": restart})
     s.close()
@@ -170,4 +160,4 @@ def frame(kind: int, data: bytes) -> bytes:
     return struct.pack(">BI", kind, len(data)) + data
 
 
-__all__ = ["connect", "request", "start", "main", "frame", "selectors"]
+__all__ = ["connect", "request", "start", "main", "frame", "raise_for", "selectors"]

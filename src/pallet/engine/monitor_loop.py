@@ -77,10 +77,8 @@ class Monitor:
         if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
             from pallet.engine import spare
             from pallet.engine.specgen import cgroup_parent
-            from pallet.runtime.linux import cgroup_v1
 
             self.cg_parent = cgroup_parent()
-            cgroup_v1.drop_spares(self.cg_parent, only_dead=True)  # an older monitor's (pallet-spare-PID)
             spare.sweep(runroot)  # a killed monitor's
         self.want_spare = bool(self.cg_parent)
         self.warm = WarmLock(bool(self.cg_parent))

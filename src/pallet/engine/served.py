@@ -190,11 +190,14 @@ def _ask(runroot: str, msg: dict[str, Any], fds: list[int],
         return None
     if "error" in reply:
         conn.close()
-        _raise(reply)
+        raise_for(reply)
     return conn, reply
 
 
-def _raise(reply: dict[str, Any]) -> None:
+def raise_for(reply: dict[str, Any]) -> None:
+    """The monitor's error reply as the PalletError the in-process path would raise."""
+    if "error" not in reply:
+        return
     from pallet import errors
 
     cls = {127: errors.CommandNotFound, 126: errors.CommandNotExecutable}.get(reply.get("exit_code", 125))

@@ -210,33 +210,3 @@ def make_spare(parent: str) -> None:
         cg.create(None, apply_limits=False)
     except Exception:  # noqa: BLE001 - only an optimisation (create removed what it made)
         pass
-
-
-def drop_spares(parent: str, *, only_dead: bool) -> None:
-    """Remove the spares under ``parent`` (``only_dead``: those whose owner, the pid in the name,
-    is gone: a monitor that was killed). Idempotent, best effort."""
-    names: set[str] = set()
-    for c in V1_CONTROLLERS:
-        try:
-            names.update(n for n in os.listdir(f"{CGROUP_ROOT}/{c}/{parent.strip('/')}")
-                         if n.startswith(cgroupfs.SPARE_PREFIX))
-        except OSError:
-            continue
-    for n in names:
-        if only_dead and _alive(n[len(cgroupfs.SPARE_PREFIX):]):
-            continue
-        try:
-            CgroupV1(parent.strip("/") + "/" + n).destroy()
-        except Exception:  # noqa: BLE001 - the next sweep tries again
-            pass
-
-
-def _alive(pid: str) -> bool:
-    """A process that is not gone nor a zombie (a killed monitor may stay unreaped a while)."""
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except ValueError:
-        return True  # not one of ours: leave it
-    except OSError:
-        return False

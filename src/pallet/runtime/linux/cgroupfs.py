@@ -11,7 +11,6 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 # the same parent takes by rename: a mkdir of a memory cgroup costs 0.5-2 ms each, a rename
 # microseconds. Set by the process that keeps one ready (the engine's monitor); "" = none.
 SPARE = ""
-SPARE_PREFIX = "pallet-spare-"
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "freezer", "devices", "blkio",
                   "net_cls", "net_prio", "hugetlb", "perf_event", "rdma", "systemd")  # + named systemd, as runc
 # runc's always-allowed devices (v1 devices cgroup): null zero full random urandom tty console
