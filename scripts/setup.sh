@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PKGS="busybox-static skopeo umoci runc crun docker-registry iptables nftables iproute2 hyperfine
       apache2-utils curl docker.io podman uidmap
       wrk
-      tini"  # tini: /usr/bin/tini-static is what `pallet run --init` bind-mounts as the container's pid 1
+      gcc libc6-dev
+      tini"  # gcc, libc6-dev: build native/pallet-idle.c (the idle monitor, engine/idle.py); tini: /usr/bin/tini-static is what `pallet run --init` bind-mounts as the container's pid 1
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -35,3 +36,8 @@ sp=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib
 printf '#!%s -IS\nimport sys\nsys.path.insert(0, "%s")\nsys.path.append("%s")\nfrom pallet.cli.main import entry\nentry()\n' \
   "$PWD/.venv/bin/python" "$PWD/src" "$sp" > .venv/bin/pallet
 chmod +x .venv/bin/pallet
+# The monitor's idle program (native/pallet-idle.c, see src/pallet/engine/idle.py): without it the
+# monitor stays in Python.
+if [ ! -x .venv/bin/pallet-idle ] || [ native/pallet-idle.c -nt .venv/bin/pallet-idle ]; then
+  cc -O2 -Wall -Wextra -o .venv/bin/pallet-idle native/pallet-idle.c
+fi

@@ -36,6 +36,9 @@ class Checkpointer:
             self.thread = threading.Thread(target=self.once, name="checkpoint", daemon=True)
             self.thread.start()
 
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
     def once(self) -> None:
         import _sqlite3
 

@@ -56,6 +56,10 @@ class LogWriter:
 
     def close(self) -> None:
         self.flush()
+        self.close_fd()
+
+    def close_fd(self) -> None:
+        """Close the file, keeping a line not yet ended (the next write reopens it)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

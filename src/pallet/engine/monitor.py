@@ -121,30 +121,44 @@ def start(runroot: str, root: str, cid: str, *, restart: bool = False) -> dict[s
     return reply
 
 
-def main(root: str, runroot: str, ready_fd: int) -> None:
-    if os.fork():
+def main(root: str, runroot: str, ready_fd: int, *, resume: str = "") -> None:
+    """The monitor process. ``resume``: the state file of an idle spell (engine.idle) this
+    process, still holding the lock, socket and children, wakes up from."""
+    if not resume and os.fork():
         os._exit(0)
+    from pallet.engine import idle
     from pallet.engine.monitor_loop import Monitor
 
-    os.makedirs(runroot, exist_ok=True)
-    lock = os.open(os.path.join(runroot, "monitor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if ready_fd >= 0:
-            os.close(ready_fd)
-        return
+    pidfile = os.path.join(runroot, "monitor.pid")
+    if not resume:
+        os.makedirs(runroot, exist_ok=True)
+        lock = os.open(os.path.join(runroot, "monitor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if ready_fd >= 0:
+                os.close(ready_fd)
+            return
+        try:
+            os.unlink(os.path.join(runroot, idle.FILE))  # a killed idle monitor's
+        except FileNotFoundError:
+            pass
     # not SIG_IGN: an ignored disposition would be inherited by every container
     signal.signal(signal.SIGINT, lambda *_: None)
     signal.signal(signal.SIGHUP, lambda *_: None)
     m = Monitor(root, runroot)
-    m.listen(sock_path(runroot))
-    pidfile = os.path.join(runroot, "monitor.pid")
-    with open(pidfile, "w") as f:
-        f.write(str(os.getpid()))
-    if ready_fd >= 0:  # (-1: started in the background by a foreground run, engine.served.warm)
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
+    if resume:
+        idle.restore(m, resume)
+        lock = m.lock_fd
+        idle.unblock()  # what arrived while idle reaches the handlers now set
+    else:
+        m.lock_fd = lock
+        m.listen(sock_path(runroot))
+        with open(pidfile, "w") as f:
+            f.write(str(os.getpid()))
+        if ready_fd >= 0:  # (-1: started in the background by a foreground run, engine.served.warm)
+            os.write(ready_fd, b"1")
+            os.close(ready_fd)
     try:
         m.run()
     finally:

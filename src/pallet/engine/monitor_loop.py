@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from pallet.engine import containers, db, lifecycle, rt, state
+from pallet.engine import containers, db, idle, lifecycle, rt, state
 from pallet.engine.checkpoint import Checkpointer
 from pallet.engine.containers import Dirs
 from pallet.engine.logs import LogWriter
@@ -51,7 +51,9 @@ class Monitor:
         self.backoff: dict[str, float] = {}
         self.clients = 0
         self.stopping = False
-        self.idle_since = time.monotonic()
+        self.idle_since = self.last_event = time.monotonic()
+        self.idle_bin = idle.binary()  # (engine.idle: the idle spell's program, "" for none)
+        self.lock_fd = -1
         self.listener: socket.socket | None = None
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_r = r
@@ -138,7 +140,13 @@ class Monitor:
             if self.want_spare and not any(w.log is None for w in self.by_id.values()):
                 self._make_spare()
             timeout = self.warm.tick(now, timeout)
+            if self.idle_bin and self.by_pid and not (self.pending or self.clients or self.execs):
+                if now - self.last_event >= idle.IDLE and self._quiet(now):
+                    idle.enter(self, self.idle_bin)  # execs: back in main(resume=...) on a wake-up
+                timeout = min(timeout, max(0.01, self.last_event + idle.IDLE - now))
             events = self.sel.select(timeout)
+            if events:
+                self.last_event = time.monotonic()
             for key, _ in events:
                 kind, obj = key.data
                 try:
@@ -148,6 +156,11 @@ class Monitor:
             self._reap()
             self._due_restarts()
             self.checkpointer.maybe(idle=not events)
+
+    def _quiet(self, now: float) -> bool:
+        """Nothing in flight that the idle program could not wait for (engine.idle)."""
+        return (not self.want_spare and now >= self.warm.until and not self.checkpointer.busy()
+                and all(w.log is not None and not w.clients for w in self.by_id.values()))
 
     def _on_wake(self, fd: Any, _obj: Any) -> None:
         try:
