@@ -30,7 +30,8 @@ class WarmLock:
 
     def extend(self) -> None:
         """A request was served: keep the lock warm for the next ``WARM`` s."""
-        self.until = time.monotonic() + WARM
+        if self.fd >= 0:
+            self.until = time.monotonic() + WARM
 
     def tick(self, now: float, timeout: float) -> float:
         """Write when due; the loop's select timeout, shortened while warm."""
