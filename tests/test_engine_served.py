@@ -19,6 +19,7 @@ pytestmark = pytest.mark.privileged
 @pytest.fixture(params=["served", "in-process"])
 def mode(request, bb):  # type: ignore[no-untyped-def]
     if request.param == "served":
+        bb.env["PALLET_MONITOR_IDLE"] = "0"  # served throughout, however slow the machine (test_engine_idle)
         bb("run", "-d", "--name", "keeper", "--network", "none", "busybox", "sleep", "120")
         assert monitor_pid(bb.runroot) > 0
     else:
