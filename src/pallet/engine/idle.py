@@ -75,14 +75,15 @@ def enter(m: Any, path: str) -> None:
     keep = [m.lock_fd, m.listener.fileno(), *out_fds]
     for w in watched:
         keep += [w[k] for k in ("master", "out_r", "err_r", "in_w") if w[k] >= 0] + w["keep"]
+    m.checkpointer.stop()  # joins its thread: exec would end it mid-checkpoint
+    m.warm.close()
+    m.conn.close()
+    # last: a client that sees this file connects only to wake the monitor (engine.served)
     state_path = os.path.join(m.runroot, FILE)
     tmp = state_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(st, f)
     os.replace(tmp, state_path)
-    m.checkpointer.stop()  # joins its thread: exec would end it mid-checkpoint
-    m.warm.close()
-    m.conn.close()
     for fd in keep:
         os.set_inheritable(fd, True)
     import signal
