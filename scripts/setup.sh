@@ -7,7 +7,10 @@ PKGS="busybox-static skopeo umoci runc crun docker-registry iptables nftables ip
       apache2-utils curl docker.io podman uidmap
       wrk
       gcc libc6-dev
-      tini"  # gcc, libc6-dev: build native/pallet-idle.c (the idle monitor, engine/idle.py); tini: /usr/bin/tini-static is what `pallet run --init` bind-mounts as the container's pid 1
+      tini
+      golang-go golang-github-opencontainers-runtime-tools-dev"  # gcc, libc6-dev: build native/pallet-idle.c (the idle monitor, engine/idle.py); tini: /usr/bin/tini-static is what `pallet run --init` bind-mounts as the container's pid 1
+# golang-go, golang-github-opencontainers-runtime-tools-dev: build native/oci-validate (runtime-tools'
+# bundle validation library, offline in GOPATH mode) that tests/test_runtime_oci_validate.py runs
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -40,4 +43,12 @@ chmod +x .venv/bin/pallet
 # monitor stays in Python.
 if [ ! -x .venv/bin/pallet-idle ] || [ native/pallet-idle.c -nt .venv/bin/pallet-idle ]; then
   cc -O2 -Wall -Wextra -o .venv/bin/pallet-idle native/pallet-idle.c
+fi
+# The OCI bundle validator (native/oci-validate/main.go over runtime-tools' validate library, for
+# tests/test_runtime_oci_validate.py): built offline from Debian's packaged Go sources (GOPATH mode).
+if [ ! -x .venv/bin/oci-validate ] || [ native/oci-validate/main.go -nt .venv/bin/oci-validate ]; then
+  gotmp=$(mktemp -d)
+  GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$gotmp/cache" GOFLAGS= GOPROXY=off CGO_ENABLED=0 \
+    go build -o .venv/bin/oci-validate ./native/oci-validate
+  rm -rf "$gotmp"
 fi
