@@ -197,6 +197,48 @@ def _runtime(name: str) -> str:
 
 def create(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str | None = None) -> Container:
     """``cid``: an id chosen beforehand (the monitor's, whose cgroups it made ready); else a new one."""
+    cid = cid or names.new_id()
+    rec, cfg, made = _config(store, conn, o, cid)
+    dirs = Dirs(store.paths.root, store.paths.runroot, cid)
+    try:
+        dirs.make()
+        for m in cfg["Mounts"]:
+            if m["Type"] == "volume" and not m.get("NoCopy"):
+                from pallet.engine import volumes
+
+                volumes.populate(conn, store.paths.root, m["Name"], [p for p in store.lowerdirs(rec)],
+                                 m["Destination"])
+        c = Container(id=cid, name="", image_id=str(rec.id), created=containers.now(), config=cfg)
+        for attempt in range(20):
+            c.name = o.name.lstrip("/") if o.name else names.generate(attempt)
+            cfg["Name"] = "/" + c.name
+            try:
+                containers.insert(conn, c)
+                break
+            except Conflict:
+                if o.name or attempt == 19:
+                    raise
+    except BaseException:
+        dirs.remove()
+        mounts.drop(conn, store.paths.root, made)
+        raise
+    return c
+
+
+def draft(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str) -> Container | None:
+    """The container ``create(store, conn, o, cid)`` would make, validated but written nowhere (no
+    row, no directory); None when ``o`` names volumes (their creation cannot be guessed ahead)."""
+    if o.volumes or o.mounts or o.volumes_from:
+        return None
+    rec, cfg, made = _config(store, conn, o, cid)
+    if made:
+        mounts.drop(conn, store.paths.root, made)
+        return None
+    return Container(id=cid, name="", image_id=str(rec.id), created="", config=cfg)
+
+
+def _config(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str) -> tuple[Any, dict[str, Any], list[str]]:
+    """(image record, config with its mounts, volumes created for it) after every check."""
     if o.name is not None and not names.valid(o.name):
         raise InvalidArgument(f"Invalid container name ({o.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     if o.name is not None:
@@ -207,7 +249,6 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str | No
         rec = store.resolve_image(o.image)
     except NotFound:
         raise NotFound(f"Unable to find image '{o.image}' locally: No such image: {o.image}") from None
-    cid = cid or names.new_id()
     cfg = build_config(o, str(rec.id), rec.config, cid)
     lowerdirs = [str(p) for p in store.lowerdirs(rec)]
     if o.group_add:  # checked before anything is written; resolved again at each start and exec
@@ -234,27 +275,4 @@ def create(store: Any, conn: sqlite3.Connection, o: CreateOptions, cid: str | No
     cfg["Name"] = "/" + (o.name or "")
     cfg["ImageRef"] = o.image
     cfg["Lowerdirs"] = lowerdirs
-    dirs = Dirs(store.paths.root, store.paths.runroot, cid)
-    try:
-        dirs.make()
-        for m in mlist:
-            if m["Type"] == "volume" and not m.get("NoCopy"):
-                from pallet.engine import volumes
-
-                volumes.populate(conn, store.paths.root, m["Name"], [p for p in store.lowerdirs(rec)],
-                                 m["Destination"])
-        c = Container(id=cid, name="", image_id=str(rec.id), created=containers.now(), config=cfg)
-        for attempt in range(20):
-            c.name = o.name.lstrip("/") if o.name else names.generate(attempt)
-            cfg["Name"] = "/" + c.name
-            try:
-                containers.insert(conn, c)
-                break
-            except Conflict:
-                if o.name or attempt == 19:
-                    raise
-    except BaseException:
-        dirs.remove()
-        mounts.drop(conn, store.paths.root, made)
-        raise
-    return c
+    return rec, cfg, made

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from pallet.engine import containers, db, idle, lifecycle, rt, state
+from pallet.engine import containers, db, idle, lifecycle, prestart, rt, state
 from pallet.engine.checkpoint import Checkpointer
 from pallet.engine.containers import Dirs
 from pallet.engine.logs import LogWriter
@@ -37,6 +37,10 @@ class Watched:
 
 
 class Monitor:
+    ahead: Any = None  # the next served run's container, prepared (engine.prestart)
+    ahead_until = 0.0
+    last_run: dict[str, Any] | None = None
+
     def __init__(self, root: str, runroot: str) -> None:
         from pallet.engine.lightstore import LightStore
 
@@ -94,6 +98,7 @@ class Monitor:
         if not self.next_cid:
             self.next_cid = names.new_id()
         spare.make(self.runroot, self.cg_parent, self.next_cid)
+        prestart.tick(self)
 
     def _term(self, *_: object) -> None:
         self.stopping = True
@@ -114,6 +119,7 @@ class Monitor:
     def close(self) -> None:
         self.checkpointer.stop()
         self.warm.close()
+        prestart.release(self)
         if self.cg_parent and self.next_cid:
             from pallet.engine import spare
 
@@ -159,7 +165,7 @@ class Monitor:
 
     def _quiet(self, now: float) -> bool:
         """Nothing in flight that the idle program could not wait for (engine.idle)."""
-        return (not self.want_spare and now >= self.warm.until and not self.checkpointer.busy()
+        return (not self.want_spare and now >= self.warm.until and not self.checkpointer.busy() and self.ahead is None
                 and all(w.log is not None and not w.clients for w in self.by_id.values()))
 
     def _on_wake(self, fd: Any, _obj: Any) -> None:
@@ -296,8 +302,12 @@ class Monitor:
             os.chdir(msg.get("cwd") or "/")  # relative bind-mount sources are the client's
         except OSError:
             return {"fallback": True}, "", []  # (a working directory we cannot enter: in-process)
+        prestart.served(self, kw)
         try:
             ct = create(self.store, self.conn, opts, cid=self.next_cid or None)  # its cgroups are ready
+        except BaseException:
+            prestart.release(self, self.next_cid)
+            raise
         finally:
             os.chdir("/")
         reserved = bool(self.next_cid) and ct.id == self.next_cid
@@ -313,6 +323,7 @@ class Monitor:
             w = self.start(ct.id, io=io)
         except BaseException:
             io.close()
+            prestart.release(self, ct.id)  # (one the runtime did not take: before its cgroups go)
             if reserved:  # a start that failed before the runtime made them its own
                 from pallet.engine import spare
 
@@ -321,6 +332,7 @@ class Monitor:
             if cur is not None and cur.host.get("AutoRemove") and cur.status in ("created", "exited"):
                 lifecycle.remove(self.store, self.conn, cur, force=True)
             raise
+        prestart.release(self, ct.id)  # taken by the runtime, or not matching and discarded by it
         # opened here: a `--rm` container may be gone (its directory too) before the client writes
         logfd = os.open(Dirs(self.root, self.runroot, ct.id).log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                         0o640)
@@ -459,9 +471,10 @@ class Monitor:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return prestart.expire(self)
             if pid == 0:
-                return
+                return prestart.expire(self)
+            prestart.expire(self, pid)
             w = self.by_pid.pop(pid, None)
             if w is not None:
                 self._exited(w, exit_code(status))

@@ -22,22 +22,32 @@ def _root(dirs: Dirs) -> str:
     return str(dirs.run.parent.parent / "runtime")
 
 
-def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str, Any]:
-    from pallet.runtime import container as rc
-    from pallet.runtime.linux.mounts import RootfsOverlay
-
-    # One shared, empty bundle per runroot: the overlay is mounted on its rootfs inside each
-    # container's own mount namespace, so one mount point serves every container (and there is
-    # no per-container directory to make and remove on the run path).
+def bundle_dir(dirs: Dirs) -> str:
+    """One shared, empty bundle per runroot: the overlay is mounted on its rootfs inside each
+    container's own mount namespace, so one mount point serves every container (and there is
+    no per-container directory to make and remove on the run path)."""
     bundle = dirs.run.parent.parent / "bundle"
     if not os.path.isdir(bundle / "rootfs"):
         os.makedirs(bundle / "rootfs", exist_ok=True)
+    return str(bundle)
+
+
+def overlay(c: Container, dirs: Dirs) -> Any:
+    from pallet.runtime.linux.mounts import RootfsOverlay
+
+    return RootfsOverlay(list(c.config.get("Lowerdirs", [])), str(dirs.upper), str(dirs.work))
+
+
+def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str, Any]:
+    """(A container set up ahead for this id, engine.prestart, is taken by ``rc.create``.)"""
+    from pallet.runtime import container as rc
+
+    bundle = bundle_dir(dirs)
     spec["root"]["path"] = "rootfs"
     if io.tty:
         console_size(spec["process"])  # set on the pty before the command runs
-    ov = RootfsOverlay(list(c.config.get("Lowerdirs", [])), str(dirs.upper), str(dirs.work))
-    h = rc.create(c.id, str(bundle), spec, root=_root(dirs), stdio=None if io.tty else io.child,
-                  rootfs_overlay=ov, start=True)
+    h = rc.create(c.id, bundle, spec, root=_root(dirs), stdio=None if io.tty else io.child,
+                  rootfs_overlay=overlay(c, dirs), start=True)
     if io.tty and h.console_fd is not None:
         io.master = h.console_fd
         os.set_inheritable(io.master, False)

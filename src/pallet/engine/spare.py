@@ -59,7 +59,11 @@ def drop(runroot: str, parent: str, cid: str) -> None:
 
 
 def sweep(runroot: str) -> None:
-    """The spare of a monitor of this runroot that is gone (killed): removed."""
+    """The spare of a monitor of this runroot that is gone (killed): removed (and the directories
+    of its prepared container, engine.prestart)."""
+    from pallet.engine import prestart
+
+    prestart.sweep(runroot)
     try:
         with open(os.path.join(runroot, FILE)) as f:
             pid, parent, cid = f.read().split()

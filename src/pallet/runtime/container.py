@@ -26,7 +26,7 @@ import os
 import time
 
 from pallet.errors import Conflict, InvalidArgument, NotFound, OSFailure, PalletError, Unavailable
-from pallet.runtime import jsonlite, process, seccomp, state
+from pallet.runtime import jsonlite, prepared, process, seccomp, state
 from pallet.runtime.linux import cgroups
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
@@ -265,6 +265,41 @@ def load(cid: str, root: str = state.DEFAULT_ROOT) -> Container:
     return Container(root, state.read(root, cid))
 
 
+def _from_prepared(p: prepared.Prepared, root: str, cid: str, spec: dict[str, Any],
+                   stdio: tuple[int, int, int]) -> Container:
+    """``create`` by a prepared container: its process and stdio, the state files, the exec."""
+    d = state.make_dir(root, cid)
+    c: Container | None = None
+    try:
+        process._t("prepared go")
+        p.sock.settimeout(60.0)
+        try:
+            p.go(spec.get("process") or {}, stdio)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            _raise_child_error(p.sock)
+            raise OSFailure.from_oserror(e, "sync", f"container {cid}") from None
+        ps = state.proc_stat(p.pid)  # written while it finishes its setup
+        priv = {"starttime": ps[1] if ps else None, "cgroup": {"manager": p.cg.name, "path": p.cgpath},
+                "created": time.time(), "rootfs": p.rootfs}
+        st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": p.pid, "bundle": p.bundle,
+              "annotations": spec.get("annotations") or {}, "pallet": priv}
+        state.write_json(d + "/config.json", spec)
+        state.write_json(d + "/state.json", st)
+        c = Container(root, st)
+        c._sock = p.sock
+        c._wait_exec()
+        p.used = True
+        process._t("exec'd")
+        return c
+    except BaseException:
+        if c is not None and c._reaped is not None:
+            p.pid = 0  # reaped: the pid may be someone else's now
+        p.discard()
+        p.cg.destroy()
+        state.remove(root, cid)
+        raise
+
+
 def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: str = state.DEFAULT_ROOT,
            stdio: tuple[int, int, int] | None = None, rootfs_overlay: RootfsOverlay | None = None,
            cgroup_manager: str | None = None, seccomp_cache: str | None = None, start: bool = False,
@@ -281,6 +316,13 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
     proc = spec.get("process") or {}
     if not proc.get("args"):
         raise InvalidArgument("config.json: process.args must not be empty")
+    ahead = prepared.take(cid) if start and stdio is not None and not pid_file and not preserve_fds else None
+    if ahead is not None:  # set up ahead (runtime.prepared): used when it is this very container
+        if ahead.matches(cid, bundle, spec, rootfs_overlay) and ahead.ready():
+            return _from_prepared(ahead, root, cid, spec, stdio)  # type: ignore[arg-type]
+        ahead.discard(reset=True)
+        if (ahead.spec.get("linux") or {}).get("resources") != (spec.get("linux") or {}).get("resources"):
+            ahead.cg.destroy()  # its limits are not this container's
     rootfs = os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFound(f"rootfs {rootfs} does not exist")

@@ -1,0 +1,163 @@
+"""The monitor's next served ``run``, set up ahead while it waits (``pallet.runtime.prepared``).
+
+After a foreground ``run`` it served, the monitor guesses that the next one is alike (the same
+options: a script's or a loop's next run) and prepares that container under the id the next
+served run gets (``Monitor.next_cid``, in its spare cgroup set): directories, /etc files, spec,
+then the runtime's clone into the namespaces and cgroups, rootfs, pivot_root, masked paths. The
+served run's ``create`` with that id then gives the runtime the same spec, and the runtime hands
+the waiting process its command and stdio instead of starting from a clone. A run whose spec
+differs in anything applied ahead (the image, mounts, limits, network, read-only, ...) is started
+the usual way and the prepared process is killed. Measured: bench/RESULTS.md "Engine, session 3".
+
+What exists meanwhile: the process (a fork of the monitor, in its own namespaces: nothing mounted
+on the host), the spare cgroup set it is in, and ``<root>/containers/<id>`` (upper and work dirs,
+/etc files) with no row. It goes (``drop``) ``TTL`` seconds after the last served run, when the
+monitor exits, and when a run with its id fails before its start. ``<runroot>/monitor.prestart``
+names it while it is unused (``PID ROOT ID``), so the next monitor removes a killed monitor's
+directories (``sweep``); the process itself dies with its monitor (PR_SET_PDEATHSIG).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from pallet.engine.containers import Dirs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing (re): not on the run path
+    from typing import Any
+
+TTL = float(os.environ.get("PALLET_PRESTART_TTL", "2.0"))  # 0: never prepare
+FILE = "monitor.prestart"
+
+
+# -- the monitor's side (engine.monitor_loop: Monitor.ahead, .ahead_until, .last_run) -------------
+
+def tick(m: Any) -> None:
+    """After the monitor made its spare: prepare the next served run if one was served lately."""
+    from pallet.runtime.linux import cgroupfs
+
+    if m.ahead is not None:
+        cgroupfs.SPARE = ""  # the spare is the prepared container's: no start may rename it
+        return
+    if m.last_run is None or not m.next_cid or time.monotonic() > m.ahead_until:
+        return
+    m.ahead = prepare(m.store, m.conn, m.last_run, m.next_cid)
+    if m.ahead is not None:
+        cgroupfs.SPARE = ""
+
+
+def served(m: Any, kw: dict[str, Any]) -> None:
+    """A served run with options ``kw`` is about to be created (with ``m.next_cid``)."""
+    m.last_run, m.ahead_until = dict(kw), time.monotonic() + TTL
+    if m.ahead is not None and m.ahead.cid == m.next_cid:
+        _record(m.runroot, "")  # its id gets a row now: its directories are the container's
+
+
+def release(m: Any, cid: str | None = None) -> None:
+    """Drop the monitor's prepared container (only if it is ``cid``'s, when given)."""
+    from pallet.runtime.linux import cgroupfs
+
+    p = m.ahead
+    if p is None or (cid is not None and p.cid != cid):
+        return
+    m.ahead = None
+    spare_left = drop(m.conn, m.root, m.runroot, p)
+    if p.cid == m.next_cid:
+        if spare_left:
+            cgroupfs.SPARE = m.next_cid
+        else:
+            m.next_cid = cgroupfs.SPARE = ""
+            m.want_spare = bool(m.cg_parent)
+
+
+def expire(m: Any, reaped: int = 0) -> None:
+    """From the monitor's reaping: a prepared process that died on its own is not killed again
+    (``reaped``: a pid just reaped); none is kept ``TTL`` s after the last served run."""
+    if m.ahead is None:
+        return
+    if reaped and reaped == m.ahead.pid:
+        m.ahead.pid = 0
+    if time.monotonic() > m.ahead_until:
+        release(m)
+
+
+def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
+    """The container a served run with options ``kw`` would get as ``cid``, prepared and offered
+    to the runtime's ``create``; None when it cannot be (volumes, a bridge network, a tty, an
+    error: the run is then started the usual way)."""
+    from pallet.engine import rt, rt_builtin, specgen
+    from pallet.engine.create import CreateOptions, draft
+    from pallet.runtime import prepared
+
+    if TTL <= 0:
+        return None
+    try:
+        c = draft(store, conn, CreateOptions(**kw), cid)
+    except Exception:  # noqa: BLE001 - a run that fails its checks: nothing to prepare
+        return None
+    if c is None or c.host.get("Runtime") != "pallet" or c.host.get("NetworkMode") not in ("none", "host"):
+        return None
+    root, runroot = str(store.paths.root), str(store.paths.runroot)
+    dirs = Dirs(root, runroot, cid)
+    _record(runroot, f"{os.getpid()} {root} {cid}\n")
+    try:
+        dirs.make()
+        spec = specgen.build(c, dirs)
+        if not prepared.eligible(spec):
+            raise LookupError
+        bundle = rt_builtin.bundle_dir(dirs)
+        spec["root"]["path"] = "rootfs"
+        with rt._DefaultSignals():  # the dispositions the container starts with (rt.start does the same)
+            p = prepared.prepare(cid, bundle, spec, root=rt_builtin._root(dirs), rootfs_overlay=rt_builtin.overlay(c, dirs))
+    except Exception:  # noqa: BLE001 - only an optimisation
+        dirs.remove()
+        _record(runroot, "")
+        return None
+    prepared.offer(p)
+    return p
+
+
+def drop(conn: Any, root: str, runroot: str, p: Any) -> bool:
+    """Kill it if it is still waiting and remove its directories if no container has its id.
+    True when its cgroup set is left as a spare (no limits were written to it)."""
+    from pallet.engine import containers
+    from pallet.runtime import prepared
+
+    prepared.take(p.cid)
+    p.discard()
+    _record(runroot, "")
+    if p.used or containers.reload(conn, p.cid) is not None:
+        return False  # a container's now: its directories and cgroups too
+    Dirs(root, runroot, p.cid).remove()
+    res = (p.spec.get("linux") or {}).get("resources") or {}
+    if any(v for k, v in res.items() if k != "devices"):
+        p.cg.destroy()  # limits of a guess: not for whoever takes the spare next
+        return False
+    return True
+
+
+def sweep(runroot: str) -> None:
+    """The directories of a killed monitor's prepared container: removed."""
+    try:
+        with open(os.path.join(runroot, FILE)) as f:
+            pid, root, cid = f.read().split()
+    except (OSError, ValueError):
+        return
+    from pallet.engine.spare import _alive
+
+    if int(pid) != os.getpid() and not _alive(pid):
+        Dirs(root, runroot, cid).remove()
+        _record(runroot, "")
+
+
+def _record(runroot: str, text: str) -> None:
+    path = os.path.join(runroot, FILE)
+    try:
+        if text:
+            with open(path, "w") as f:
+                f.write(text)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass

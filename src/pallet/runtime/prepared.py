@@ -1,0 +1,217 @@
+"""A container set up ahead of its start ("prepared"): cloned into its new namespaces, placed in
+its cgroups (limits written), its rootfs mounted, pivot_root done, sysctls, masked and read-only
+paths and the hostname in place. It then waits for its process (args, env, cwd, user,
+capabilities, rlimits: the spec's ``process``) and its stdio, and goes on with init's last steps
+(``process.finalize``, execve).
+
+Why: those steps are most of a start (clone 2-6 ms with the namespaces, the cgroup attach wait,
+mounts and pivot_root ~4-8 ms; measured in bench/RESULTS.md "Engine, session 3: run"). A caller
+that can guess the next container (the engine's monitor: the id it will give, the options of the
+last served run) does them while idle, off the path of the request.
+
+    p = prepared.prepare(cid, bundle, spec, root=..., rootfs_overlay=ov)   # the caller owns p
+    prepared.offer(p)        # container.create(cid, ..., start=True) takes it if its spec matches
+    p.discard()              # unused: killed and reaped (its cgroup is left to the caller)
+
+Only a spec with nothing shared (no namespace path, no user namespace), no hooks and no terminal
+is prepared; ``create`` uses it only when the spec it gets equals the prepared one in every part
+that was applied (everything but ``process`` and ``annotations``, plus ``process.terminal``).
+A prepared container whose caller dies gets SIGKILL (PR_SET_PDEATHSIG) or EOF and exits.
+"""
+from __future__ import annotations
+
+import _socket
+import os
+
+from pallet.runtime import jsonlite, process, seccomp
+from pallet.runtime.linux import cgroups, mounts
+from pallet.runtime.linux import syscalls as sc
+from pallet.runtime.linux.caps import CapPlan, host_bounding
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing imports re: not on the run path
+    from typing import Any
+
+SYNC_GO = b"G"  # the process JSON, with the three stdio fds
+_READY: dict[str, Prepared] = {}
+
+
+def offer(p: Prepared) -> None:
+    """Make ``p`` the one ``create`` of its id takes."""
+    _READY[p.cid] = p
+
+
+def take(cid: str) -> Prepared | None:
+    return _READY.pop(cid, None)
+
+
+def applied(spec: dict[str, Any]) -> dict[str, Any]:
+    """The parts of ``spec`` a prepared container has applied before its process is known."""
+    out = {k: v for k, v in spec.items() if k not in ("process", "annotations")}
+    out["terminal"] = bool((spec.get("process") or {}).get("terminal"))
+    return out
+
+
+def eligible(spec: dict[str, Any]) -> bool:
+    linux = spec.get("linux") or {}
+    if spec.get("hooks") or (spec.get("process") or {}).get("terminal"):
+        return False
+    for ns in linux.get("namespaces") or ():
+        if ns.get("path") or ns.get("type") == "user" or ns.get("type") not in sc.NAMESPACES:
+            return False
+    return True
+
+
+class Prepared:
+    def __init__(self, cid: str, bundle: str, spec: dict[str, Any], overlay: str, pid: int,
+                 sock: _socket.socket, cg: Any, cgpath: str, rootfs: str, bounding: int) -> None:
+        self.cid, self.bundle, self.spec, self.overlay = cid, bundle, spec, overlay
+        self.pid, self.sock, self.cg, self.cgpath, self.rootfs = pid, sock, cg, cgpath, rootfs
+        self.bounding = bounding
+        self._applied = applied(spec)
+        self._ready: bool | None = None
+        self.used = False  # its process became a container's (create): no longer ours to kill
+
+    def matches(self, cid: str, bundle: str, spec: dict[str, Any], overlay: mounts.RootfsOverlay | None) -> bool:
+        return (cid == self.cid and os.path.abspath(bundle) == self.bundle and overlay is not None
+                and overlay.data() == self.overlay and applied(spec) == self._applied)
+
+    def ready(self, timeout: float = 2.0) -> bool:
+        """True once it reported its setup done (waits up to ``timeout``); False if it failed."""
+        if self._ready is None:
+            self.sock.settimeout(timeout)
+            try:
+                tag, _, _ = process.recv(self.sock)
+            except OSError:
+                tag = b""
+            self._ready = tag == process.SYNC_READY
+        return self._ready
+
+    def go(self, proc: dict[str, Any], stdio: tuple[int, int, int]) -> None:
+        """Hand it its process and stdio: it execs (EOF on ``sock``) or reports an error."""
+        self.sock.sendmsg([SYNC_GO + jsonlite.dumps(proc).encode()],
+                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                            b"".join(fd.to_bytes(4, "little") for fd in stdio))])
+
+    def discard(self, reset: bool = False) -> None:
+        """Kill and reap it unless used (idempotent); its cgroup stays (the caller's). ``reset``:
+        empty the overlay's upper and work dirs too (the mount points it made there), for a
+        container started on them the usual way."""
+        if self.pid > 0 and not self.used:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        self.sock.close()
+        if reset and not self.used:
+            for opt in self.overlay.split(","):
+                key, _, path = opt.partition("=")
+                if key in ("upperdir", "workdir") and os.path.isdir(path):
+                    _empty(path)
+
+
+def _empty(d: str) -> None:
+    """Remove what is in ``d``, not following symlinks."""
+    with os.scandir(d) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                _empty(e.path)
+                os.rmdir(e.path)
+            else:
+                os.unlink(e.path)
+
+
+def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_overlay: mounts.RootfsOverlay,
+            cgroup_manager: str | None = None, seccomp_cache: str | None = None) -> Prepared:
+    """Clone and set up the container of ``spec`` (``eligible``) as far as it goes without its
+    process. Its cgroups are made (or taken: ``cgroupfs.SPARE``) and get their limits here; the
+    child joins them itself. ``root``: the runtime's state root (nothing is written there yet)."""
+    bundle = os.path.abspath(bundle)
+    rootfs = os.path.realpath(os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs"))
+    linux = spec.get("linux") or {}
+    flags, cgroupns = 0, False
+    for ns in linux.get("namespaces") or ():
+        if ns["type"] == "cgroup":
+            cgroupns = True
+        else:
+            flags |= sc.NAMESPACES[ns["type"]][0]
+    cgpath = linux.get("cgroupsPath") or cgroups.default_path(cid)
+    cg = cgroups.manager(cgroup_manager, cgpath)
+    cg.create(linux.get("resources"))
+    bounding = host_bounding()
+    plan = process.Plan(spec, rootfs, bundle, caps=CapPlan(None, bounding),
+                        bpf=seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None,
+                        overlay=rootfs_overlay, new_cgroupns=cgroupns, cgroup_dirs=cg.mount_dirs())
+    psock, csock = process.socketpair()
+    from pallet.runtime.container import _clone
+
+    try:
+        pid = _clone(flags, None)
+    except BaseException:
+        psock.close()
+        csock.close()
+        raise
+    if pid == 0:
+        _child(plan, csock, [p + "/cgroup.procs" for p in cg.mount_dirs().values()], bounding)  # never returns
+    csock.close()
+    return Prepared(cid, bundle, spec, rootfs_overlay.data(), pid, psock, cg, cgpath, rootfs, bounding)
+
+
+def _recv_go(sock: _socket.socket) -> tuple[bytes, bytes, list[int]]:
+    data, anc, _flags, _addr = sock.recvmsg(1 << 20, _socket.CMSG_SPACE(3 * 4))
+    fds: list[int] = []
+    for level, kind, raw in anc:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw) - len(raw) % 4, 4)]
+    return data[:1], data[1:], fds
+
+
+def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding: int) -> None:
+    """The prepared container after clone(): never returns."""
+    code = 1
+    try:
+        sc.prctl(sc.PR_SET_DUMPABLE, 0)  # as init(): until execve
+        sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # its caller gone before the go: so is it
+        keep = sock.fileno()
+        os.closerange(3, keep)  # the caller's descriptors (client sockets, pipes) are not ours to hold
+        os.closerange(keep + 1, 1 << 16)
+        for path in procs:  # our own cgroups (the caller wrote their limits)
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        if plan.new_cgroupns:
+            sc.unshare(sc.CLONE_NEWCGROUP)
+        spec, linux = plan.spec, plan.linux
+        mounts.prepare(spec, plan.rootfs, plan.bundle, plan.overlay, False, plan.cgroup_dirs)
+        mounts.pivot(plan.rootfs)
+        mounts.finish(linux, bool((spec.get("root") or {}).get("readonly")))
+        if spec.get("hostname"):
+            sc.sethostname(spec["hostname"])
+        if spec.get("domainname"):
+            sc.setdomainname(spec["domainname"])
+        process.send(sock, process.SYNC_READY)
+        sock.settimeout(None)
+        tag, payload, fds = _recv_go(sock)
+        if tag != SYNC_GO or len(fds) != 3:
+            os._exit(0)  # discarded
+        plan.process = jsonlite.loads(payload, "process")
+        plan.caps = CapPlan(plan.process.get("capabilities"), bounding)
+        plan.stdio = (fds[0], fds[1], fds[2])
+        process._dup_stdio(plan.stdio)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        path = process.resolve_command(plan.process.get("args") or [], plan.process.get("env") or [])
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)  # a container outlives its caller from here on
+        process._execve(sock, plan, path, None)
+    except BaseException as e:
+        try:
+            process.send(sock, process.SYNC_ERROR, process.error_payload(e))
+        except OSError:
+            pass
+        code = getattr(e, "exit_code", 1)
+    os._exit(code if code in (126, 127) else 1)
