@@ -91,8 +91,11 @@ def request(runroot: str, root: str, msg: dict[str, Any]) -> tuple[socket.socket
     """Send one request; retried on a monitor that closed without answering (it was exiting)."""
     for _attempt in range(5):
         s = connect(runroot, root)
-        s.sendall(json.dumps(msg).encode() + b"\n")
-        line = read_line(s)
+        try:
+            s.sendall(json.dumps(msg).encode() + b"\n")
+            line = read_line(s)
+        except (ConnectionResetError, BrokenPipeError):
+            line = b""  # it exited (its linger) with this connection not yet accepted: not handled
         if line:
             return s, json.loads(line)
         s.close()
