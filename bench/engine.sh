@@ -8,7 +8,7 @@
 #   3. PSS added per idle detached container (what pallet keeps running: the shared monitor),
 #      for N = 1, 10, 50, vs containerd-shim (per container) and conmon     goal <= 2 MB
 #   4. 100 containers started detached and removed, 4 at a time: failures and leaks
-# Usage: bench/engine.sh [RUNS]. Needs root, runc, hyperfine, the anchors (../shared/tools/anchors.sh).
+# Usage: bench/engine.sh [RUNS] (ENGINE_ONLY_RUN=1: section 1 only). Needs root, runc, hyperfine, the anchors (../shared/tools/anchors.sh).
 set -eu
 RUNS=${1:-30}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,6 +63,8 @@ base = r["runc"]["median"]
 for k, v in r.items():
     print(f"  hyperfine {k:30s} median {v['median']*1000:7.1f} ms  ratio {v['median']/base:5.2f}x")
 PYEOF
+
+[ "${ENGINE_ONLY_RUN:-0}" = 1 ] && exit 0  # ENGINE_ONLY_RUN=1: section 1 only
 
 echo "== 2. exec true: pallet vs docker"
 $P run -d --name bench-exec --network none busybox sleep 1000 >/dev/null

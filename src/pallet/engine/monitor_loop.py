@@ -302,11 +302,12 @@ class Monitor:
             os.chdir(msg.get("cwd") or "/")  # relative bind-mount sources are the client's
         except OSError:
             return {"fallback": True}, "", []  # (a working directory we cannot enter: in-process)
-        prestart.served(self, kw)
+        cid = prestart.served(self, kw)  # the next id (its cgroups are ready, maybe more: engine.prestart) or None
         try:
-            ct = create(self.store, self.conn, opts, cid=self.next_cid or None)  # its cgroups are ready
+            ct = create(self.store, self.conn, opts, cid=cid)
         except BaseException:
-            prestart.release(self, self.next_cid)
+            if cid:
+                prestart.release(self, cid)
             raise
         finally:
             os.chdir("/")

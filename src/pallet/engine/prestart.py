@@ -33,6 +33,30 @@ FILE = "monitor.prestart"
 
 # -- the monitor's side (engine.monitor_loop: Monitor.ahead, .ahead_until, .last_run) -------------
 
+# options that reach only the spec's ``process`` (or nothing the runtime applies ahead): runs that
+# differ only in these can use the same prepared container
+PROCESS_ONLY = frozenset(("command", "env", "env_file", "workdir", "user", "entrypoint", "interactive", "cap_add",
+                          "cap_drop", "stop_signal", "stop_timeout", "labels", "rm", "name", "restart", "group_add",
+                          "detach"))
+_SHAPE: dict[str, dict[str, Any]] = {}  # prepared id -> the options' shape it was prepared for
+
+
+def _shape(kw: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if k not in PROCESS_ONLY}
+
+
+def _likely(kw: dict[str, Any]) -> bool:
+    """Options a container can be prepared for (``prepare`` decides; this only picks the guess)."""
+    from pallet.engine import netwire
+
+    try:
+        mode = netwire.parse_mode(kw.get("network"))
+    except Exception:  # noqa: BLE001
+        return False
+    return (mode in ("none", "host") and not (kw.get("volumes") or kw.get("mounts") or kw.get("volumes_from"))
+            and not kw.get("tty") and kw.get("runtime", "pallet") == "pallet")
+
+
 def tick(m: Any) -> None:
     """After the monitor made its spare: prepare the next served run if one was served lately."""
     from pallet.runtime.linux import cgroupfs
@@ -44,14 +68,24 @@ def tick(m: Any) -> None:
         return
     m.ahead = prepare(m.store, m.conn, m.last_run, m.next_cid)
     if m.ahead is not None:
+        _SHAPE[m.ahead.cid] = _shape(m.last_run)
         cgroupfs.SPARE = ""
 
 
-def served(m: Any, kw: dict[str, Any]) -> None:
-    """A served run with options ``kw`` is about to be created (with ``m.next_cid``)."""
-    m.last_run, m.ahead_until = dict(kw), time.monotonic() + TTL
-    if m.ahead is not None and m.ahead.cid == m.next_cid:
-        _record(m.runroot, "")  # its id gets a row now: its directories are the container's
+def served(m: Any, kw: dict[str, Any]) -> str | None:
+    """A served run with options ``kw`` is about to be created: the id to give it, the next id
+    (its spare cgroups, its prepared container) or None for a new one: when a container is
+    prepared for options of another shape, it is kept for them. The guess for the next one is
+    the last served run's options that a container can be prepared for."""
+    if _likely(kw):
+        m.last_run, m.ahead_until = dict(kw), time.monotonic() + TTL
+    p = m.ahead
+    if p is None or p.cid != m.next_cid:
+        return m.next_cid or None
+    if _SHAPE.get(p.cid) != _shape(kw):
+        return None
+    _record(m.runroot, "")  # its id gets a row now: its directories are the container's
+    return p.cid
 
 
 def release(m: Any, cid: str | None = None) -> None:
@@ -62,6 +96,7 @@ def release(m: Any, cid: str | None = None) -> None:
     if p is None or (cid is not None and p.cid != cid):
         return
     m.ahead = None
+    _SHAPE.pop(p.cid, None)
     spare_left = drop(m.conn, m.root, m.runroot, p)
     if p.cid == m.next_cid:
         if spare_left:
