@@ -125,6 +125,23 @@ def test_exec_streams_codes_stdin_env(bb, mode) -> None:  # type: ignore[no-unty
     bb("rm", "ex")
 
 
+def test_exec_failures_leave_the_caller_alive(bb, mode) -> None:  # type: ignore[no-untyped-def]
+    """A command that is not found fails in the exec'd process before the caller has placed it in the
+    cgroups; the caller (monitor or CLI) runs the runtime with SIGPIPE at its default, so its "go on"
+    to a process already gone must not kill it (it did: the monitor died, the container's exit was
+    recorded as 255)."""
+    bb("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "120")
+    mon = monitor_pid(bb.runroot) if mode == "served" else 0
+    for _ in range(6):
+        r = bb.fail("exec", "ex", "nosuchcmd")
+        assert r.rc == 127 and len(r.err.strip().splitlines()) == 1, r
+        assert bb.fail("exec", "ex", "/etc").rc == 126
+    if mode == "served":
+        assert monitor_pid(bb.runroot) == mon
+    assert bb("inspect", "-f", "{{.State.Status}}", "ex").out.strip() == "running"
+    bb("rm", "-f", "ex")
+
+
 def test_served_run_survives_its_client(bb, mode) -> None:  # type: ignore[no-untyped-def]
     """A foreground CLI killed: the container runs on (as with docker) and is cleaned up when it ends."""
     if mode != "served":

@@ -1,17 +1,24 @@
 """``exec`` into a running container (runtime.md "exec" as runc does it).
 
-A forked helper opens the container's cgroup.procs files (host paths, before it leaves our mount
-namespace), joins every namespace that differs from ours with ``setns`` (user first, so the
-rest is permitted), then calls ``clone(CLONE_PARENT)``: the new process is in the container's pid
-namespace *and* the caller's child. The helper places it in the cgroups while it sets up (it
-waits on a pipe before ``execve``), reports its pid and exits. The new process gets the
-container's capabilities, seccomp filter, user, env and cwd unless ``proc`` overrides them.
+One fork: the caller enters the container's pid namespace for its children only (setns
+CLONE_NEWPID moves pid_for_children), forks, and goes back, so the new process is in that pid
+namespace *and* the caller's child. It joins the other namespaces that differ from ours with
+``setns`` (user first, so the rest is permitted) while the caller places it in the container's
+cgroups (cgroup.procs opened on the host's cgroupfs before the fork); it waits on a pipe for
+that before ``execve``. It gets the container's capabilities, seccomp filter, user, env and cwd
+unless ``proc`` overrides them. (Until session 3 a forked helper joined the namespaces and
+cloned the process with CLONE_PARENT: a second copy of the caller's address space per exec.)
+
+The container's spec and seccomp BPF are kept per container while its config.json is unchanged,
+and the caller's bounding set is read once: a long-lived caller (the engine's monitor) does
+neither again on each exec.
 """
 from __future__ import annotations
 
+import _socket
 import os
 
-from pallet.errors import Conflict, PalletError, Unavailable
+from pallet.errors import Conflict, Unavailable
 from pallet.runtime import jsonlite, process, seccomp
 from pallet.runtime.container import _exit_code
 from pallet.runtime.linux import syscalls as sc
@@ -42,95 +49,162 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
             tty: bool | None = None, seccomp_cache: str | None = None) -> ExecProcess:
     """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
     every namespace, its cgroup, its capabilities, seccomp, user, env and cwd."""
-    st = self.status()
-    if st != "running":
-        raise Conflict(f"container {self.id} is {st}: cannot exec")
     if self.cgroup.name == "v1":  # the attach's grace period overlaps the set-up below (cgroupfs)
         from pallet.runtime.linux.cgroupfs import prewarm_attach
 
         prewarm_attach()
-    spec = jsonlite.load_file(self.dir + "/config.json")
+    st = self.status()
+    if st != "running":
+        raise Conflict(f"container {self.id} is {st}: cannot exec")
+    spec, bpf = _prepared(self, seccomp_cache)
     merged = dict(spec.get("process") or {})
     merged.update(proc)
     if tty is not None:
         merged["terminal"] = tty
-    spec = dict(spec, process=merged)
-    linux = spec.get("linux") or {}
-    bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
-    plan = process.Plan(spec, "/", self.bundle, caps=CapPlan(merged.get("capabilities"), host_bounding()),
-                        bpf=bpf, stdio=stdio)
-    nsfds: list[tuple[str, int]] = []
+    plan = process.Plan(dict(spec, process=merged), "/", self.bundle, bpf=bpf, stdio=stdio,
+                        caps=CapPlan(merged.get("capabilities"), _bounding()))
+    pidns, nsfds, procs = -1, [], []
     try:
         for ns in _EXEC_NS:
             target = f"/proc/{self.pid}/ns/{ns}"
             if os.stat(target).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
-                nsfds.append((ns, os.open(target, os.O_RDONLY | os.O_CLOEXEC)))
+                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+                if ns == "pid":
+                    pidns = fd
+                else:
+                    nsfds.append((ns, fd))
+        # opened here, on the host's cgroupfs (the new process cannot see it once in the mount ns)
+        procs = [os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) for p in self.cgroup.paths.values()]
     except OSError as e:
-        for _, nsfd in nsfds:
-            os.close(nsfd)
+        _close([pidns] + [fd for _, fd in nsfds] + procs)
         raise Conflict(f"container {self.id} is not running ({e.strerror})") from None
     psock, csock = process.socketpair()
     psock.settimeout(30)
+    # "placed in the cgroups": a socket, not a pipe, so the write can be MSG_NOSIGNAL (the caller runs
+    # this with SIGPIPE at its default, for the child's sake, and the child may be gone already)
+    jw, jsock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    jr = jsock.detach()
     process._t("exec: fork")
-    helper = os.fork()
-    if helper == 0:  # the helper: join, clone into the pid namespace, leave
-        code = 1
+    try:
+        pid = _fork_in(pidns)
+    except BaseException:
+        _close([pidns, jr] + [fd for _, fd in nsfds] + procs)
+        for so in (psock, csock, jw):
+            so.close()
+        raise
+    if pid == 0:  # the new process: in the pid namespace already; the others, then the command
         try:
+            sc.prctl(sc.PR_SET_DUMPABLE, 0)  # at once: it is visible in the container's pid ns (process.init)
             psock.close()
-            process._t("helper")
-            # opened before setns(mnt): the host's cgroupfs paths are not visible from inside
-            procs = [os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-                     for p in self.cgroup.paths.values()]
-            for name, nsfd in nsfds:
+            jw.close()
+            for name, nsfd in nsfds:  # user first: the rest is permitted by it
                 sc.setns(nsfd, 0, f"{name} of {self.id}")
-            jr, jw = os.pipe()
-            child = sc.clone(sc.CLONE_PARENT)
-            if child == 0:
-                os.close(jw)
-                process.exec_child(plan, csock, bool(merged.get("terminal")), jr)
-            os.close(jr)
-            process.send(csock, process.SYNC_PID, str(child).encode())
-            # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
-            for pfd in procs:
-                os.write(pfd, str(child).encode())
-            os.write(jw, b"1")
-            process._t("helper: cgroup joined")
-            code = 0
-        except BaseException as e:  # noqa: B036 - the helper must never return
+            process._t("exec: joined namespaces")
+        except BaseException as e:  # noqa: B036 - the child must never return
             try:
                 process.send(csock, process.SYNC_ERROR, process.error_payload(e))
-            except OSError:
-                pass
-        os._exit(code)
-    for _, nsfd in nsfds:
-        os.close(nsfd)
+            finally:
+                os._exit(1)
+        process.exec_child(plan, csock, bool(merged.get("terminal")), jr)  # never returns
+    _close([pidns, jr] + [fd for _, fd in nsfds])
     csock.close()
-    pid = 0
     fd: int | None = None
     err = b""
-    try:  # messages: PID (helper), READY+fd (new process), ERROR (either), in any order; EOF = exec'd
-        while True:
-            tag, payload, got = process.recv(psock)
-            if tag == process.SYNC_PID:
-                pid = int(payload)
-            elif tag == process.SYNC_READY:
-                fd = got
-            elif tag == process.SYNC_ERROR:
-                err = err or payload  # keep reading: the helper's PID may still come
-            elif tag == b"":
-                break
-    except TimeoutError:
-        err = process.error_payload(Unavailable(f"exec into {self.id}: no answer"))
+    joined: OSError | None = None
+    try:
+        try:  # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
+            for pfd in procs:
+                os.write(pfd, str(pid).encode())
+            jw.send(b"1", _socket.MSG_NOSIGNAL)
+            process._t("exec: cgroup joined")
+        except OSError as e:  # (the child failed first: its own error follows on psock)
+            joined = e
+        finally:
+            _close(procs)
+            jw.close()  # EOF without the byte: the child gives up
+        try:  # READY (+ the pty master) or ERROR from the new process; EOF = it exec'd
+            while not err:
+                tag, payload, got = process.recv(psock)
+                if tag == process.SYNC_READY:
+                    fd = got
+                elif tag == process.SYNC_ERROR:
+                    err = payload
+                else:
+                    break
+        except TimeoutError:
+            err = process.error_payload(Unavailable(f"exec into {self.id}: no answer"))
+        if joined is not None and not err:
+            err = process.error_payload(joined)
     finally:
         psock.close()
-        os.waitpid(helper, 0)
-    if err or not pid:
-        if pid:
+    if err:
+        try:
             os.kill(pid, 9)
-            os.waitpid(pid, 0)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
         if fd is not None:
             os.close(fd)
-        if not err:
-            raise PalletError(f"exec into {self.id}: the helper failed")
         process.raise_error(err)
     return ExecProcess(pid, fd)
+
+
+def _fork_in(pidns: int) -> int:
+    """fork(), the child in the pid namespace ``pidns`` (-1: ours). setns(CLONE_NEWPID) only
+    moves the caller's future children (pid_for_children), so this thread enters it for the
+    fork and goes back to its own active namespace right after (always allowed). os.fork, not a
+    raw clone: the caller may have other threads (glibc and Python make fork safe for them)."""
+    if pidns < 0:
+        return os.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(pidns, sc.CLONE_NEWPID, "pid (for the exec'd process)")
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                sc.setns(own, sc.CLONE_NEWPID, "pid (back to ours)")
+        return pid
+    finally:
+        os.close(own)
+
+
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_BOUNDING: int | None = None
+_PREPARED: dict[str, tuple[tuple[int, int, int], dict[str, Any], bytes | None]] = {}
+
+
+def _bounding() -> int:
+    """This process's bounding set (read once: 41 prctl calls)."""
+    global _BOUNDING
+    if _BOUNDING is None:
+        _BOUNDING = host_bounding()
+    return _BOUNDING
+
+
+def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any], bytes | None]:
+    """The container's spec and seccomp BPF, kept while its config.json is unchanged (same inode,
+    size and mtime): a process serving many execs (the engine's monitor) parses neither again."""
+    path = self.dir + "/config.json"
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _PREPARED.get(path)
+    if hit is not None and hit[0] == key and seccomp_cache is None:
+        return hit[1], hit[2]
+    spec = jsonlite.load_file(path)
+    linux = spec.get("linux") or {}
+    bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
+    if seccomp_cache is None:
+        if len(_PREPARED) >= 64:
+            _PREPARED.clear()
+        _PREPARED[path] = (key, spec, bpf)
+    return spec, bpf
