@@ -37,12 +37,12 @@ def _run(tmp_path: Path, cid: str, bundle: str, spec: dict, ov):  # type: ignore
     return c, code, (tmp_path / "out").read_text()
 
 
-def _prepare(tmp_path: Path, cid: str, bundle: str, spec: dict, ov):  # type: ignore[no-untyped-def]
+def _prepare(tmp_path: Path, cid: str, bundle: str, spec: dict, ov, **kw):  # type: ignore[no-untyped-def]
     from pallet.runtime import prepared
 
     assert prepared.eligible(spec)
     p = prepared.prepare(cid, bundle, spec, root=str(tmp_path / "state"), rootfs_overlay=ov,
-                         seccomp_cache=str(tmp_path.parent / "sc"))
+                         seccomp_cache=str(tmp_path.parent / "sc"), **kw)
     prepared.offer(p)
     assert p.ready()
     return p
@@ -59,6 +59,14 @@ def test_used_when_only_the_process_differs(tmp_path: Path, busybox_rootfs: Path
     c, code, out = _run(tmp_path, cid, bundle, spec, ov)
     assert (c.pid, p.used, code) == (p.pid, True, 0)
     assert out.splitlines() == ["1 h1 1", "CapEff:\t00000000a80425fb", "Seccomp:\t2"]
+    # the filter loaded while it waited (seccomp_early), then no-new-privileges and another user
+    cid = new_id()
+    p = _prepare(tmp_path, cid, bundle, rspec.default_spec(["true"], "rootfs"), ov, seccomp_early=True)
+    spec = rspec.default_spec(["grep", "-E", "^(Uid|CapEff|NoNewPrivs|Seccomp|Seccomp_filters):", "/proc/self/status"],
+                              "rootfs", uid=65534, gid=65534, no_new_privileges=True)
+    c, code, out = _run(tmp_path, cid, bundle, spec, ov)
+    assert (c.pid, code) == (p.pid, 0)
+    assert [ln.split()[1] for ln in out.splitlines()] == ["65534", "0000000000000000", "1", "2", "1"], out
 
 
 def test_started_the_usual_way_when_the_spec_differs(tmp_path: Path, busybox_rootfs: Path) -> None:

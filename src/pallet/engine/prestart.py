@@ -144,7 +144,8 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
         bundle = rt_builtin.bundle_dir(dirs)
         spec["root"]["path"] = "rootfs"
         with rt._DefaultSignals():  # the dispositions the container starts with (rt.start does the same)
-            p = prepared.prepare(cid, bundle, spec, root=rt_builtin._root(dirs), rootfs_overlay=rt_builtin.overlay(c, dirs))
+            p = prepared.prepare(cid, bundle, spec, root=rt_builtin._root(dirs), rootfs_overlay=rt_builtin.overlay(c, dirs),
+                                 seccomp_early=((c.config.get("Security") or {}).get("seccomp") or "default") == "default")
     except Exception:  # noqa: BLE001 - only an optimisation
         dirs.remove()
         _record(runroot, "")
