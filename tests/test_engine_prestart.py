@@ -4,6 +4,7 @@ under the id the next served run gets; that run's process is handed to it when t
 and a run that differs is started the usual way with nothing of the guess left over."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -68,6 +69,18 @@ def test_the_next_run_is_prepared_and_used(srv) -> None:  # type: ignore[no-unty
     assert lines[0] == "CapEff:\t00000000a80425fb" and lines[1] == "Seccomp:\t2"
     assert "null" in lines[2] and "pts" in lines[2] and lines[3] == "0"
     assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+    # the same config but the name: the spec built when it was prepared, with this name
+    srv("run", "--rm", "--network", "none", "busybox", "sleep", "0.5")
+    assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+    pid, cid = _prepared(srv.runroot)
+    p = subprocess.Popen(srv.argv("run", "--rm", "--network", "none", "--name", "nm", "busybox", "sleep", "0.5"),
+                         env=srv.env)
+    cfg = srv.runroot / "runtime" / cid / "config.json"
+    assert wait_until(lambda: cfg.exists(), 10)
+    spec = json.loads(cfg.read_text())
+    assert spec["annotations"] == {"org.pallet.container.name": "nm"} and spec["process"]["args"] == ["sleep", "0.5"]
+    assert spec["hostname"] == cid[:12] and int(srv("inspect", "-f", "{{.State.Pid}}", "nm").out) == pid
+    assert p.wait(timeout=20) == 0
 
 
 def test_exit_codes_and_failures_with_a_prepared_container(srv) -> None:  # type: ignore[no-untyped-def]

@@ -39,6 +39,7 @@ PROCESS_ONLY = frozenset(("command", "env", "env_file", "workdir", "user", "entr
                           "cap_drop", "stop_signal", "stop_timeout", "labels", "rm", "name", "restart", "group_add",
                           "detach"))
 _SHAPE: dict[str, dict[str, Any]] = {}  # prepared id -> the options' shape it was prepared for
+_SPEC: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # prepared id -> (its config but the name, its spec)
 
 
 def _shape(kw: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +98,7 @@ def release(m: Any, cid: str | None = None) -> None:
         return
     m.ahead = None
     _SHAPE.pop(p.cid, None)
+    _SPEC.pop(p.cid, None)
     spare_left = drop(m.conn, m.root, m.runroot, p)
     if p.cid == m.next_cid:
         if spare_left:
@@ -151,7 +153,21 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
         _record(runroot, "")
         return None
     prepared.offer(p)
+    _SPEC[cid] = (_unnamed(c.config), spec)
     return p
+
+
+def _unnamed(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "Name"}
+
+
+def spec_for(c: Any, netns: str | None) -> dict[str, Any] | None:
+    """The spec ``specgen.build`` would give ``c`` when a container was prepared for its very
+    config (the name aside): the one built then (its /etc files are written), else None."""
+    got = _SPEC.pop(c.id, None)
+    if got is None or netns is not None or got[0] != _unnamed(c.config):
+        return None
+    return dict(got[1], annotations=dict(got[1].get("annotations") or {}, **{"org.pallet.container.name": c.name}))
 
 
 def drop(conn: Any, root: str, runroot: str, p: Any) -> bool:

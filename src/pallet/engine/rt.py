@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # typing (re), sqlite3 (datetime): not needed at run time her
 
 PR_SET_CHILD_SUBREAPER = 36
 _subreaper = False
+# seconds a served exec's entered process (runtime.entered) is kept after the last exec; 0: none
+EXEC_KEEP = float(os.environ.get("PALLET_EXEC_KEEP", "2") or 0)
 
 
 def become_subreaper() -> None:
@@ -75,13 +77,13 @@ def start(store: Any, c: Container, io: Stdio, conn: Any = None) -> dict[str, An
     """Network (``netwire``), spec, runtime. The port reservation is put in ``io.keep``: the
     waiter closes it with the stdio when the container is gone. Nothing is left when it raises."""
     become_subreaper()
-    from pallet.engine import netwire, specgen
+    from pallet.engine import netwire, prestart, specgen
     from pallet.engine.state import proc_start_time
 
     dirs = _dirs(store, c)
     w = netwire.setup(store, conn, c, dirs)
     try:
-        spec = specgen.build(c, dirs, netns=w.netns, ip=w.info.get("ip"))
+        spec = prestart.spec_for(c, w.netns) or specgen.build(c, dirs, netns=w.netns, ip=w.info.get("ip"))
         netwire.after_hosts_written(store, c, w)
         name = c.host.get("Runtime", "pallet")
         with _DefaultSignals():
@@ -103,7 +105,11 @@ def start(store: Any, c: Container, io: Stdio, conn: Any = None) -> dict[str, An
 
 
 def exec_(store: Any, c: Container, args: list[str], *, env: list[str], cwd: str | None, user: str | None,
-          io: Stdio, privileged: bool = False) -> int:
+          io: Stdio, privileged: bool = False, keep: float = 0.0) -> int:
+    """Start ``args`` in the running container ``c``; its pid (the caller's child). ``keep`` > 0
+    (the monitor, which serves many and reaps every child): the built-in runtime keeps a process
+    entered in the container that long after the last exec and forks the next one from it
+    (runtime.entered; ``EXEC_KEEP``)."""
     if c.status != "running":
         raise Conflict(f"Container {c.id} is not running" if c.status != "paused"
                        else f"Container {c.id} is paused, unpause the container before exec")
@@ -118,8 +124,11 @@ def exec_(store: Any, c: Container, args: list[str], *, env: list[str], cwd: str
     proc = {"args": args, "env": units.merge_env(base, env), "cwd": cwd or c.cfg.get("WorkingDir") or "/",
             "user": {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})},
             "terminal": io.tty}
+    name = c.rt.get("runtime", "pallet")
     with _DefaultSignals():
-        return int(_backend(c.rt.get("runtime", "pallet")).exec_(c, dirs, proc, io, privileged))
+        if name == "pallet" and keep > 0:
+            return int(_backend(name).exec_(c, dirs, proc, io, privileged, keep=keep))
+        return int(_backend(name).exec_(c, dirs, proc, io, privileged))
 
 
 def kill(c: Container, sig: int) -> None:
