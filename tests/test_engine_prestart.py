@@ -124,7 +124,12 @@ def test_a_run_that_differs_is_started_the_usual_way(srv) -> None:  # type: igno
 
 
 def test_dropped_after_its_ttl_and_swept_after_a_killed_monitor(srv) -> None:  # type: ignore[no-untyped-def]
+    # a served --rm run's directory is renamed out of containers/ (into tmp/), removed once it answered;
+    # what a killed monitor left there is removed by the next one's first
+    fake = srv.root / "tmp" / "gone-999999999-0123abcd"
+    (fake / "upper" / "etc").mkdir(parents=True)
     srv("run", "--rm", "--network", "none", "busybox", "true")
+    assert wait_until(lambda: not [p for p in (srv.root / "tmp").iterdir() if p.name.startswith("gone-")], 5)
     assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
     pid, cid = _prepared(srv.runroot)
     # unused for PALLET_PRESTART_TTL (2 s): killed, its directories removed

@@ -145,11 +145,18 @@ def remove(store: Any, conn: sqlite3.Connection, c: Container, *, force: bool = 
     discard(store, conn, c, volumes=volumes)
 
 
-def discard(store: Any, conn: sqlite3.Connection, c: Container, *, volumes: bool = False) -> None:
+def discard(store: Any, conn: sqlite3.Connection, c: Container, *, volumes: bool = False,
+            later: list[str] | None = None) -> None:
     """The end of a container whose process is gone: runtime state, network, dirs, row, and its
-    anonymous volumes with ``volumes`` or ``--rm``. (A foreground ``run --rm`` comes here directly.)"""
+    anonymous volumes with ``volumes`` or ``--rm``. (A foreground ``run --rm`` comes here directly.)
+    ``later``: its directory is moved out of the layout (``Dirs.move_out``) and its new path
+    added there, for the caller to remove (``containers.remove_tree``) after answering."""
     rt.cleanup(c, store)
-    Dirs(store.paths.root, store.paths.runroot, c.id).remove()
+    dirs = Dirs(store.paths.root, store.paths.runroot, c.id)
+    if later is None:
+        dirs.remove()
+    else:
+        later += dirs.move_out(str(store.paths.root / "tmp"))
     containers.delete_row(conn, c.id)
     anon = [m for m in c.mounts if m.get("Type") == "volume" and m.get("Anonymous")]
     if anon and (volumes or c.host.get("AutoRemove")):

@@ -40,6 +40,7 @@ class Monitor:
     ahead: Any = None  # the next served run's container, prepared (engine.prestart)
     ahead_until = 0.0
     last_run: dict[str, Any] | None = None
+    swept_gone = False
 
     def __init__(self, root: str, runroot: str) -> None:
         from pallet.engine.lightstore import LightStore
@@ -500,10 +501,11 @@ class Monitor:
                     pass
             w.log.close()
         w.io.close()
+        later: list[str] = []  # a served `run --rm`'s directory, moved out: removed once its client knows
         try:
             c = containers.reload(self.conn, w.cid)
             if c is not None and w.log is None and c.host.get("AutoRemove") and not lifecycle.should_restart(c, code):
-                lifecycle.discard(self.store, self.conn, c)  # a served `run --rm`, as in-process: nothing to record
+                lifecycle.discard(self.store, self.conn, c, later=later)  # as in-process: nothing to record
             elif c is not None:
                 # before the clients hear of the exit: a `run --rm` returns with the container gone
                 lifecycle.after_exit(self.store, self.conn, c, code, on_restart=self._schedule)
@@ -517,6 +519,11 @@ class Monitor:
                 except OSError:
                     pass
                 self._drop_client(cl)
+            for path in later:
+                containers.remove_tree(path)
+            if later and not self.swept_gone:  # (once: what a killed monitor left there)
+                self.swept_gone = True
+                containers.sweep_gone(os.path.dirname(later[0]))
 
     def _schedule(self, cid: str, ran_for: float | None = None) -> None:
         delay = self.backoff.get(cid, 0.05) * 2
