@@ -273,7 +273,8 @@ class Monitor:
         io = Stdio(False, stdio, _close_after_start=list(stdio))
         try:
             pid = rt.exec_(self.store, ct, list(msg["args"]), env=list(msg.get("env") or []), cwd=msg.get("workdir"),
-                           user=msg.get("user"), io=io, privileged=bool(msg.get("privileged")))
+                           user=msg.get("user"), io=io, privileged=bool(msg.get("privileged")),
+                           keep=rt.EXEC_KEEP)  # this loop reaps every child (runtime.entered)
         finally:
             io.close()
         if msg.get("detach"):

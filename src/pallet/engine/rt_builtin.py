@@ -64,12 +64,9 @@ def _load(c: Container, dirs: Dirs) -> Any:
     return rc.load(c.id, root=_root(dirs))
 
 
-def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
-    from pallet.runtime.linux import cgroupfs
-
-    if not os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):  # v1: see prewarm_attach
-        cgroupfs.prewarm_attach()
-    h = _load(c, dirs)
+def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool, keep: float = 0.0) -> int:
+    """``keep``: the caller serves many execs and reaps every child (runtime.enter.exec_in)."""
+    h = _load(c, dirs)  # (its exec starts cgroup v1's attach wait early: cgroupfs.prewarm_attach)
     if privileged:
         from pallet.runtime.linux.caps import CAPS
 
@@ -78,7 +75,7 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
 
     if io.tty:
         console_size(proc)  # set on the pty before the command runs
-    p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty)
+    p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty, keep=keep)
     if io.tty and p.console_fd is not None:
         io.master = p.console_fd
         os.set_inheritable(io.master, False)

@@ -19,7 +19,7 @@ import _socket
 import os
 
 from pallet.errors import Conflict, Unavailable
-from pallet.runtime import jsonlite, process, seccomp
+from pallet.runtime import entered, jsonlite, process, seccomp
 from pallet.runtime.container import _exit_code
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
@@ -46,9 +46,11 @@ class ExecProcess:
 
 
 def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int] | None = None,
-            tty: bool | None = None, seccomp_cache: str | None = None) -> ExecProcess:
+            tty: bool | None = None, seccomp_cache: str | None = None, keep: float = 0.0) -> ExecProcess:
     """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
-    every namespace, its cgroup, its capabilities, seccomp, user, env and cwd."""
+    every namespace, its cgroup, its capabilities, seccomp, user, env and cwd. ``keep`` > 0: the
+    caller serves many execs and reaps every child (the engine's monitor): a process entered in
+    the container (runtime.entered) is kept that long after the last exec and forks the next."""
     if self.cgroup.name == "v1":  # the attach's grace period overlaps the set-up below (cgroupfs)
         from pallet.runtime.linux.cgroupfs import prewarm_attach
 
@@ -56,11 +58,19 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     st = self.status()
     if st != "running":
         raise Conflict(f"container {self.id} is {st}: cannot exec")
-    spec, bpf = _prepared(self, seccomp_cache)
+    spec, bpf, cfg = _prepared(self, seccomp_cache)
     merged = dict(spec.get("process") or {})
     merged.update(proc)
     if tty is not None:
         merged["terminal"] = tty
+    key = (self.pid, self._starttime, cfg)
+    if keep <= 0 or merged.get("noNewPrivileges") or not (stdio is not None or merged.get("terminal")):
+        keep = 0.0
+    if keep and (z := entered.get(self.dir, key)) is not None:
+        got = _via_entered(self, z, merged, stdio)
+        if got is not None:
+            return got
+        entered.drop(self.dir, failed=not z.served)  # gone before it forked anything: direct, below
     plan = process.Plan(dict(spec, process=merged), "/", self.bundle, bpf=bpf, stdio=stdio,
                         caps=CapPlan(merged.get("capabilities"), _bounding()))
     pidns, nsfds, procs = -1, [], []
@@ -73,8 +83,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
                     pidns = fd
                 else:
                     nsfds.append((ns, fd))
-        # opened here, on the host's cgroupfs (the new process cannot see it once in the mount ns)
-        procs = [os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC) for p in self.cgroup.paths.values()]
+        procs = _open_procs(self)
     except OSError as e:
         _close([pidns] + [fd for _, fd in nsfds] + procs)
         raise Conflict(f"container {self.id} is not running ({e.strerror})") from None
@@ -106,43 +115,108 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
             finally:
                 os._exit(1)
         process.exec_child(plan, csock, bool(merged.get("terminal")), jr)  # never returns
-    _close([pidns, jr] + [fd for _, fd in nsfds])
+    os.close(jr)
     csock.close()
+    joined = _place(pid, procs, jw)  # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
+    try:
+        if keep and entered.wanted(key) and entered.get(self.dir, key) is None:  # for the next exec
+            entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
+                          bounding=_bounding(), procs=_open_procs(self), keep=keep)
+    except OSError:
+        pass
+    finally:
+        _close([pidns] + [fd for _, fd in nsfds])
+    return _settle(self, psock, pid, joined)
+
+
+def _via_entered(self: Container, z: entered.Entered, merged: dict[str, Any],
+                 stdio: tuple[int, int, int] | None) -> ExecProcess | None:
+    """The exec through the kept process; None when it had gone (nothing was started)."""
+    psock, csock = process.socketpair()
+    psock.settimeout(30)
+    jw, jsock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    process._t("exec: entered")
+    try:
+        sent = z.request(merged, bool(merged.get("terminal")), stdio, csock, jsock)
+    finally:
+        csock.close()
+        jsock.close()
+    if not sent:
+        psock.close()
+        jw.close()
+        return None
+    z.served += 1
+    return _settle(self, psock, 0, None, z.procs, jw)
+
+
+def _open_procs(self: Container) -> list[int]:
+    """The container's cgroup.procs files, opened on the host's cgroupfs (a process in the
+    container's mount namespace cannot see them)."""
+    procs: list[int] = []
+    try:
+        for p in self.cgroup.paths.values():
+            procs.append(os.open(p + "/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        _close(procs)
+        raise
+    return procs
+
+
+def _place(pid: int, procs: list[int], jw: _socket.socket, close: bool = True) -> OSError | None:
+    """Place ``pid`` in the cgroups, then tell it (EOF without the byte: it gives up)."""
+    try:
+        for pfd in procs:
+            os.write(pfd, str(pid).encode())
+        jw.send(b"1", _socket.MSG_NOSIGNAL)
+        process._t("exec: cgroup joined")
+        return None
+    except OSError as e:  # (the child failed first: its own error follows on the sync socket)
+        return e
+    finally:
+        jw.close()
+        if close:
+            _close(procs)
+
+
+def _settle(self: Container, psock: Any, pid: int, joined: OSError | None,
+            procs: list[int] | None = None, jw: _socket.socket | None = None) -> ExecProcess | None:
+    """Read the sync socket until the new process has exec'd (EOF); PID (from a kept process:
+    then placed in the cgroups here), READY (+ the pty master), ERROR. Raises its error (the
+    process killed and reaped); None: the kept process went away before it forked anything."""
     fd: int | None = None
     err = b""
-    joined: OSError | None = None
     try:
-        try:  # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
-            for pfd in procs:
-                os.write(pfd, str(pid).encode())
-            jw.send(b"1", _socket.MSG_NOSIGNAL)
-            process._t("exec: cgroup joined")
-        except OSError as e:  # (the child failed first: its own error follows on psock)
-            joined = e
-        finally:
-            _close(procs)
-            jw.close()  # EOF without the byte: the child gives up
-        try:  # READY (+ the pty master) or ERROR from the new process; EOF = it exec'd
-            while not err:
-                tag, payload, got = process.recv(psock)
-                if tag == process.SYNC_READY:
-                    fd = got
-                elif tag == process.SYNC_ERROR:
-                    err = payload
-                else:
-                    break
-        except TimeoutError:
-            err = process.error_payload(Unavailable(f"exec into {self.id}: no answer"))
-        if joined is not None and not err:
-            err = process.error_payload(joined)
+        while True:
+            tag, payload, got = process.recv(psock)
+            if tag == process.SYNC_PID and not pid:
+                pid = int(payload)
+                if not err and procs is not None and jw is not None:
+                    joined = _place(pid, procs, jw, close=False)
+            elif tag == process.SYNC_READY:
+                fd = got
+            elif tag == process.SYNC_ERROR:
+                err = err or payload
+            elif tag == b"":
+                break
+            if err and pid:
+                break
+    except TimeoutError:
+        err = process.error_payload(Unavailable(f"exec into {self.id}: no answer"))
     finally:
         psock.close()
+        if jw is not None:
+            jw.close()
+    if not pid and not err:
+        return None
+    if joined is not None and not err:
+        err = process.error_payload(joined)
     if err:
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
         if fd is not None:
             os.close(fd)
         process.raise_error(err)
@@ -191,7 +265,7 @@ def _bounding() -> int:
     return _BOUNDING
 
 
-def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any], bytes | None]:
+def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any], bytes | None, tuple[int, int, int]]:
     """The container's spec and seccomp BPF, kept while its config.json is unchanged (same inode,
     size and mtime): a process serving many execs (the engine's monitor) parses neither again."""
     path = self.dir + "/config.json"
@@ -199,7 +273,7 @@ def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any
     key = (st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _PREPARED.get(path)
     if hit is not None and hit[0] == key and seccomp_cache is None:
-        return hit[1], hit[2]
+        return hit[1], hit[2], key
     spec = jsonlite.load_file(path)
     linux = spec.get("linux") or {}
     bpf = seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None
@@ -207,4 +281,4 @@ def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any
         if len(_PREPARED) >= 64:
             _PREPARED.clear()
         _PREPARED[path] = (key, spec, bpf)
-    return spec, bpf
+    return spec, bpf, key

@@ -1,0 +1,204 @@
+"""A process kept inside a running container's namespaces that forks what ``exec`` starts there.
+
+Why (measured in bench/RESULTS.md "Engine, session 3: exec"): in a process that serves many
+execs (the engine's monitor), a direct exec (runtime.enter) copies the caller with fork, joins
+six namespaces and loads the seccomp filter (~1.5-2 ms here: the kernel checks and JITs ~1,000
+BPF instructions) on every exec. This process has done all of that once; an exec is then a
+clone of it, a smaller Python process that has already touched what the child will touch.
+
+Made by the caller with a fork (``start``): it enters the container's pid namespace for its
+children only (so it is not itself a process of the container: not in its ``ps``, ``top`` or
+pids count, nor in its cgroups), every other namespace that differs from the caller's, and
+loads the container's seccomp filter, which every process it forks inherits. A request is the
+merged ``process`` and ``terminal`` (JSON) with descriptors: the stdio, the sync socket and the
+"placed in the cgroups" socket of runtime.enter. It clones with CLONE_PARENT, so the new process
+is the caller's child, sends its pid on the sync socket and forgets it; the new process then
+does what ``process.exec_child`` does, without loading the filter again. The caller places it
+in the cgroups, as for a direct exec.
+
+It exits after ``keep`` seconds without a request, when the container's init exits (a pidfd),
+when the caller closes its end, and when the caller dies (PR_SET_PDEATHSIG); whatever fails in
+it (a profile that refuses one of its syscalls, a clone that fails) ends it too, and the caller
+then does a direct exec: nothing was started. The caller reaps it (the monitor is a subreaper
+that reaps every child). Not for ``noNewPrivileges`` processes: for them the filter is loaded
+after the uid change (process.finalize), which a profile may rely on.
+"""
+from __future__ import annotations
+
+import _signal
+import _socket
+import os
+import select
+
+from pallet.runtime import jsonlite, process
+from pallet.runtime.linux import syscalls as sc
+from pallet.runtime.linux.caps import CapPlan
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+
+class Entered:
+    """The caller's handle: the process's pid, the caller's end of its socket, the container's
+    cgroup.procs files (opened by the caller on the host's cgroupfs), how many execs it served."""
+
+    def __init__(self, pid: int, sock: _socket.socket, key: tuple[Any, ...], procs: list[int]) -> None:
+        self.pid, self.sock, self.key, self.procs = pid, sock, key, procs
+        self.served = 0
+
+    def alive(self) -> bool:
+        p = select.poll()
+        p.register(self.sock.fileno(), select.POLLIN)
+        return not p.poll(0)  # readable only when it has gone (it never writes to this socket)
+
+    def close(self) -> None:
+        self.sock.close()
+        while self.procs:
+            os.close(self.procs.pop())
+
+    def request(self, proc: dict[str, Any], tty: bool, stdio: tuple[int, int, int] | None,
+                csock: _socket.socket, jsock: _socket.socket) -> bool:
+        """Hand a process over; False when this process has gone (then nothing was started)."""
+        fds = [*(stdio or ()), csock.fileno(), jsock.fileno()]
+        data = jsonlite.dumps({"process": proc, "tty": tty}).encode()
+        anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, "little") for fd in fds))]
+        try:
+            self.sock.sendmsg([data], anc, _socket.MSG_NOSIGNAL)
+        except OSError:
+            return False
+        return True
+
+
+_ENTERED: dict[str, Entered] = {}  # by container state dir
+_FAILED: set[tuple[Any, ...]] = set()  # containers (state dir, init pid, start time) where it died early
+
+
+def get(cdir: str, key: tuple[Any, ...]) -> Entered | None:
+    """The live process for this container (``key``: its init's pid and start time, its config's
+    stat), dropping handles of processes that have gone."""
+    for d, e in list(_ENTERED.items()):
+        if not e.alive() or (d == cdir and e.key != key):
+            e.close()
+            del _ENTERED[d]
+    return _ENTERED.get(cdir)
+
+
+def drop(cdir: str, failed: bool = False) -> None:
+    e = _ENTERED.pop(cdir, None)
+    if e is not None:
+        if failed:
+            _FAILED.add(e.key)
+        e.close()
+
+
+def wanted(key: tuple[Any, ...]) -> bool:
+    return key not in _FAILED
+
+
+def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: list[tuple[str, int]],
+          bpf: bytes | None, bounding: int, procs: list[int], keep: float) -> None:
+    """Fork the process for this container (not waited for: requests queue on its socket); it
+    takes ``procs``. Best effort: nothing happens when it cannot be made."""
+    try:
+        initfd = os.pidfd_open(init_pid)
+    except OSError:
+        for fd in procs:
+            os.close(fd)
+        return
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        for so in (mine, theirs):
+            so.close()
+        for fd in [initfd, *procs]:
+            os.close(fd)
+        return
+    if pid == 0:
+        code = 1
+        try:
+            mine.close()
+            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep)
+            code = 0
+        except BaseException:  # noqa: B036 - it must never return into the caller
+            pass
+        os._exit(code)
+    theirs.close()
+    os.close(initfd)
+    old = _ENTERED.pop(cdir, None)
+    if old is not None:
+        old.close()
+    _ENTERED[cdir] = Entered(pid, mine, key, procs)
+
+
+def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: list[tuple[str, int]],
+           bpf: bytes | None, bounding: int, keep: float) -> None:
+    sc.prctl(sc.PR_SET_DUMPABLE, 0)
+    sc.prctl(sc.PR_SET_PDEATHSIG, 9)
+    if os.getppid() != parent:
+        return
+    _signal.set_wakeup_fd(-1)  # the caller's handlers and wake-up pipe are not ours
+    for s in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGCHLD):
+        _signal.signal(s, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)  # a caller that gave up: EPIPE (its children reset it)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    keep_fds = sorted({0, 1, 2, sock.fileno(), initfd, pidns, *(fd for _, fd in nsfds)} - {-1})
+    lo = 0
+    for fd in keep_fds:  # nothing of the caller's (its clients, listeners, database) stays open here
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+    if pidns >= 0:
+        sc.setns(pidns, sc.CLONE_NEWPID, "pid (for children)")
+        os.close(pidns)
+    for name, fd in nsfds:  # user first: the rest is permitted by it
+        sc.setns(fd, 0, name)
+        os.close(fd)
+    if bpf is not None:
+        sc.seccomp_load(bpf)
+    poll = select.poll()
+    poll.register(sock.fileno(), select.POLLIN)
+    poll.register(initfd, select.POLLIN)
+    while True:
+        events = poll.poll(int(keep * 1000))
+        if not events or any(fd == initfd for fd, _ in events):
+            return  # idle, or the container's init has exited
+        data, anc, _flags, _addr = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(4 * 5))
+        fds: list[int] = []
+        for level, kind, raw in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw) - len(raw) % 4, 4)]
+        if not data or len(fds) not in (2, 5):
+            return
+        req = jsonlite.loads(data, "entered request")
+        process._t("entered: request")
+        pid = sc.clone(sc.CLONE_PARENT)  # single-threaded here: a raw clone is safe
+        if pid == 0:
+            _child(req, fds, sock, initfd, bounding)
+        process._t("entered: cloned")
+        csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, fds[-2])
+        try:
+            process.send(csock, process.SYNC_PID, str(pid).encode())
+        finally:
+            csock.close()
+            for fd in fds[:-2] + fds[-1:]:
+                os.close(fd)
+
+
+def _child(req: dict[str, Any], fds: list[int], sock: _socket.socket, initfd: int, bounding: int) -> None:
+    """The new process (never returns): process.exec_child with the filter already loaded."""
+    try:
+        sock.close()
+        os.close(initfd)
+        proc = req["process"]
+        stdio = (fds[0], fds[1], fds[2]) if len(fds) == 5 else None
+        plan = process.Plan({"process": proc}, "/", "", caps=CapPlan(proc.get("capabilities"), bounding),
+                            bpf=None, stdio=stdio)
+        csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, fds[-2])
+        process._t("entered: child")
+    except BaseException:  # noqa: B036
+        os._exit(1)
+    process.exec_child(plan, csock, bool(req.get("tty")), fds[-1])
