@@ -74,3 +74,11 @@ def test_kept_process_goes_when_idle_and_not_for_no_new_privileges(bb) -> None: 
         assert out.split() == ["NoNewPrivs:", "1", "Seccomp:", "2"]
         assert not _kept(bb, init)
     bb("rm", "-f", "nx")
+
+
+def test_served_exec_forwards_units_signal_set() -> None:
+    """engine.served spells docker's sig-proxy set out (units is not imported on exec's path)."""
+    from pallet.engine import served, units
+
+    with served._Forward() as fwd:
+        assert sorted(fwd.saved) == sorted(units.FORWARDED_SIGNALS)

@@ -40,12 +40,15 @@ def add_parser(sub: Any) -> None:
 
 
 def _exec(g: Any, ns: argparse.Namespace) -> int:
-    from pallet.engine import units
-    from pallet.errors import InvalidArgument
-
     if not ns.command:
+        from pallet.errors import InvalidArgument
+
         raise InvalidArgument("exec needs a command: pallet exec CONTAINER COMMAND [ARG...]")
-    env = units.parse_env(ns.env, ns.env_file)
+    env: list[str] = []
+    if ns.env or ns.env_file:  # (units is not imported on a plain exec's path)
+        from pallet.engine import units
+
+        env = units.parse_env(ns.env, ns.env_file)
     if not ns.tty and (ns.workdir is None or ns.workdir.startswith("/")):
         from pallet.engine import served
 

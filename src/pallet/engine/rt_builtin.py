@@ -64,9 +64,31 @@ def _load(c: Container, dirs: Dirs) -> Any:
     return rc.load(c.id, root=_root(dirs))
 
 
+_EXEC_HANDLES: dict[str, tuple[tuple[int, int, int], Any]] = {}
+
+
+def _exec_handle(c: Container, dirs: Dirs) -> Any:
+    """The runtime's handle, kept while the container's state.json is unchanged (same inode, size,
+    mtime): a process serving many execs (the monitor) reads and parses it, and looks up its
+    cgroup hierarchies, once. exec only reads the handle."""
+    try:
+        st = os.stat(f"{_root(dirs)}/{c.id}/state.json")
+    except OSError:
+        return _load(c, dirs)  # (its error)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _EXEC_HANDLES.get(c.id)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    h = _load(c, dirs)
+    if len(_EXEC_HANDLES) >= 64:
+        _EXEC_HANDLES.clear()
+    _EXEC_HANDLES[c.id] = (key, h)
+    return h
+
+
 def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool, keep: float = 0.0) -> int:
     """``keep``: the caller serves many execs and reaps every child (runtime.enter.exec_in)."""
-    h = _load(c, dirs)  # (its exec starts cgroup v1's attach wait early: cgroupfs.prewarm_attach)
+    h = _exec_handle(c, dirs)  # (its exec starts cgroup v1's attach wait early: cgroupfs.prewarm_attach)
     if privileged:
         from pallet.runtime.linux.caps import CAPS
 

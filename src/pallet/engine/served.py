@@ -55,9 +55,8 @@ class _Forward:
     def __enter__(self) -> _Forward:
         import _signal
 
-        from pallet.engine.units import FORWARDED_SIGNALS
-
-        for s in FORWARDED_SIGNALS:
+        # units.FORWARDED_SIGNALS (docker's sig-proxy set), spelled out: units is not on exec's path
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2):
             self.saved[s] = _signal.signal(s, self._handle)
         return self
 
