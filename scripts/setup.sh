@@ -44,6 +44,11 @@ chmod +x .venv/bin/pallet
 if [ ! -x .venv/bin/pallet-idle ] || [ native/pallet-idle.c -nt .venv/bin/pallet-idle ]; then
   cc -O2 -Wall -Wextra -o .venv/bin/pallet-idle native/pallet-idle.c
 fi
+# The last steps of a prepared container's init (native/pallet-init.c, see src/pallet/runtime/prepared.py):
+# static, as it runs after pivot_root inside the container's root. Without it they are done in Python.
+if [ ! -x .venv/bin/pallet-init ] || [ native/pallet-init.c -nt .venv/bin/pallet-init ]; then
+  cc -O2 -Wall -Wextra -static -s -o .venv/bin/pallet-init native/pallet-init.c
+fi
 # The OCI bundle validator (native/oci-validate/main.go over runtime-tools' validate library, for
 # tests/test_runtime_oci_validate.py): built offline from Debian's packaged Go sources (GOPATH mode).
 if [ ! -x .venv/bin/oci-validate ] || [ native/oci-validate/main.go -nt .venv/bin/oci-validate ]; then

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from runtime_util import new_id, no_leaks  # noqa: F401
 
-from pallet.errors import CommandNotFound
+from pallet.errors import CommandNotExecutable, CommandNotFound
 
 pytestmark = [pytest.mark.privileged, pytest.mark.usefixtures("no_leaks")]
 
@@ -67,6 +67,50 @@ def test_used_when_only_the_process_differs(tmp_path: Path, busybox_rootfs: Path
     c, code, out = _run(tmp_path, cid, bundle, spec, ov)
     assert (c.pid, code) == (p.pid, 0)
     assert [ln.split()[1] for ln in out.splitlines()] == ["65534", "0000000000000000", "1", "2", "1"], out
+
+
+@pytest.mark.parametrize("helper", ["python", "pallet-init"])
+def test_the_last_steps_in_python_or_in_pallet_init(tmp_path: Path, busybox_rootfs: Path, helper: str) -> None:
+    """Both finish the same way: user, groups, caps, no_new_privs, rlimits, cwd (made), umask,
+    HOME, signals, stdio, the fds; and report a command not found / not executable the same."""
+    import sys
+
+    from pallet.runtime import spec as rspec
+
+    init = os.path.join(os.path.dirname(sys.executable), "pallet-init")
+    if helper == "pallet-init" and not os.access(init, os.X_OK):
+        pytest.skip("native/pallet-init is not built (scripts/setup.sh)")
+    kw = {"seccomp_early": True, "init_helper": init if helper == "pallet-init" else None}
+    bundle, ov = _setup(tmp_path, busybox_rootfs)
+    script = ("id; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters|SigIgn|SigBlk):' "
+              "/proc/self/status; ulimit -n; pwd; umask; echo $HOME; ls /proc/self/fd | wc -l; echo $X")
+    spec = rspec.default_spec(["sh", "-c", script], "rootfs", uid=65534, gid=65534, additional_gids=[65534, 10],
+                              cwd="/made/here", env=["X=y z", "PATH=/bin"], no_new_privileges=True,
+                              rlimits=[{"type": "RLIMIT_NOFILE", "soft": 500, "hard": 600}])
+    spec["process"]["user"]["umask"] = 0o027
+    for kind in ("ambient", "inheritable", "permitted", "effective"):  # (a non-root user has none by default)
+        spec["process"]["capabilities"][kind] = ["CAP_KILL"]
+    cid = new_id()
+    p = _prepare(tmp_path, cid, bundle, rspec.default_spec(["true"], "rootfs"), ov, **kw)
+    assert p.helper == (helper == "pallet-init")
+    c, code, out = _run(tmp_path, cid, bundle, spec, ov)
+    assert (c.pid, code) == (p.pid, 0), out
+    lines = out.splitlines()
+    assert lines[0] == "uid=65534(nobody) gid=65534(nogroup) groups=10,65534(nogroup)", lines[0]
+    st = dict(ln.split(":\t") for ln in lines[1:11])
+    assert st["CapEff"] == st["CapPrm"] == st["CapInh"] == st["CapAmb"] == "0000000000000020", st
+    assert st["CapBnd"] == "00000000a80425fb" and st["NoNewPrivs"] == "1" and st["Seccomp"] == "2"
+    assert st["Seccomp_filters"] == "1" and st["SigIgn"] == st["SigBlk"] == "0000000000000000"
+    assert lines[11:] == ["500", "/made/here", "0027", "/", "4", "y z"], lines[11:]
+    cid = new_id()
+    _prepare(tmp_path, cid, bundle, rspec.default_spec(["true"], "rootfs"), ov, **kw)
+    assert _run(tmp_path, cid, bundle, rspec.default_spec(["sh", "-c", "echo $HOME"], "rootfs"), ov)[2] == "/root\n"
+    for cmd, exc in ((["nosuchcmd"], CommandNotFound), (["/etc/passwd"], CommandNotExecutable)):
+        cid = new_id()
+        _prepare(tmp_path, cid, bundle, rspec.default_spec(["true"], "rootfs"), ov, **kw)
+        with pytest.raises(exc) as e:
+            _run(tmp_path, cid, bundle, rspec.default_spec(cmd, "rootfs"), ov)
+        assert cmd[0] in str(e.value)
 
 
 def test_started_the_usual_way_when_the_spec_differs(tmp_path: Path, busybox_rootfs: Path) -> None:

@@ -147,7 +147,8 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
         spec["root"]["path"] = "rootfs"
         with rt._DefaultSignals():  # the dispositions the container starts with (rt.start does the same)
             p = prepared.prepare(cid, bundle, spec, root=rt_builtin._root(dirs), rootfs_overlay=rt_builtin.overlay(c, dirs),
-                                 seccomp_early=((c.config.get("Security") or {}).get("seccomp") or "default") == "default")
+                                 seccomp_early=((c.config.get("Security") or {}).get("seccomp") or "default") == "default",
+                                 init_helper=init_helper())
     except Exception:  # noqa: BLE001 - only an optimisation
         dirs.remove()
         _record(runroot, "")
@@ -159,6 +160,15 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
 
 def _unnamed(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "Name"}
+
+
+def init_helper() -> str | None:
+    """native/pallet-init (scripts/setup.sh builds it into the venv's bin; ``PALLET_INIT_BIN``
+    names another, ``0`` none: the prepared container then finishes in Python)."""
+    import sys
+
+    path = os.environ.get("PALLET_INIT_BIN") or os.path.join(os.path.dirname(sys.executable), "pallet-init")
+    return path if path != "0" and os.access(path, os.X_OK) else None
 
 
 def spec_for(c: Any, netns: str | None) -> dict[str, Any] | None:

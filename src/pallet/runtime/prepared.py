@@ -71,6 +71,7 @@ class Prepared:
         self._applied = applied(spec)
         self._ready: bool | None = None
         self.used = False  # its process became a container's (create): no longer ours to kill
+        self.helper = False  # waiting in native/pallet-init (the message is _encode's), not in Python
 
     def matches(self, cid: str, bundle: str, spec: dict[str, Any], overlay: mounts.RootfsOverlay | None) -> bool:
         return (cid == self.cid and os.path.abspath(bundle) == self.bundle and overlay is not None
@@ -89,7 +90,8 @@ class Prepared:
 
     def go(self, proc: dict[str, Any], stdio: tuple[int, int, int]) -> None:
         """Hand it its process and stdio: it execs (EOF on ``sock``) or reports an error."""
-        self.sock.sendmsg([SYNC_GO + jsonlite.dumps(proc).encode()],
+        data = _encode(proc, self.bounding) if self.helper else jsonlite.dumps(proc).encode()
+        self.sock.sendmsg([SYNC_GO + data],
                           [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                             b"".join(fd.to_bytes(4, "little") for fd in stdio))])
 
@@ -125,14 +127,17 @@ def _empty(d: str) -> None:
 
 def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_overlay: mounts.RootfsOverlay,
             cgroup_manager: str | None = None, seccomp_cache: str | None = None,
-            seccomp_early: bool = False) -> Prepared:
+            seccomp_early: bool = False, init_helper: str | None = None) -> Prepared:
     """Clone and set up the container of ``spec`` (``eligible``) as far as it goes without its
     process. Its cgroups are made (or taken: ``cgroupfs.SPARE``) and get their limits here; the
     child joins them itself. ``root``: the runtime's state root (nothing is written there yet).
     ``seccomp_early``: load the seccomp filter now too (~2 ms of the kernel's filter set-up, off
     the start's path), not just before the capabilities go; the caller vouches that it allows
     what the waiting init does until execve (a Python interpreter's syscalls, dup2, stat, setsid,
-    prlimit, prctl, setgroups, setres[ug]id, capset, close_range: Docker's default profile does)."""
+    prlimit, prctl, setgroups, setres[ug]id, capset, close_range: Docker's default profile does).
+    ``init_helper``: native/pallet-init, which the waiting init execs (when its filter is loaded,
+    or it has none) to do the last steps in a small process: its execve of the command then does
+    not tear down a copy of the caller's address space (~2 ms for the monitor's)."""
     bundle = os.path.abspath(bundle)
     rootfs = os.path.realpath(os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs"))
     linux = spec.get("linux") or {}
@@ -149,6 +154,7 @@ def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_ov
     plan = process.Plan(spec, rootfs, bundle, caps=CapPlan(None, bounding),
                         bpf=seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None,
                         overlay=rootfs_overlay, new_cgroupns=cgroupns, cgroup_dirs=cg.mount_dirs())
+    helper = init_helper if init_helper and (plan.bpf is None or seccomp_early) else None
     psock, csock = process.socketpair()
     from pallet.runtime.container import _clone
 
@@ -160,9 +166,33 @@ def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_ov
         raise
     if pid == 0:
         _child(plan, csock, [p + "/cgroup.procs" for p in cg.mount_dirs().values()], bounding,
-               seccomp_early)  # never returns
+               seccomp_early, helper)  # never returns
     csock.close()
-    return Prepared(cid, bundle, spec, rootfs_overlay.data(), pid, psock, cg, cgpath, rootfs, bounding)
+    p = Prepared(cid, bundle, spec, rootfs_overlay.data(), pid, psock, cg, cgpath, rootfs, bounding)
+    p.helper = helper is not None
+    return p
+
+
+def _encode(proc: dict[str, Any], bounding: int) -> bytes:
+    """The process for native/pallet-init: NUL-terminated fields in its order (version 1)."""
+    user = proc.get("user") or {}
+    caps = CapPlan(proc.get("capabilities"), bounding)
+    groups = [int(g) for g in user.get("additionalGids") or ()]
+    rl = []
+    for r in proc.get("rlimits") or ():
+        kind = process._RLIMITS.get(r.get("type", ""))
+        if kind is None:
+            from pallet.errors import InvalidArgument
+
+            raise InvalidArgument(f"unknown rlimit {r.get('type')!r}")
+        rl += [kind, int(r.get("soft", 0)), int(r.get("hard", 0))]
+    args, env = list(proc.get("args") or []), list(proc.get("env") or [])
+    f: list[Any] = [1, int(user.get("uid", 0)), int(user.get("gid", 0)), int(user.get("umask", 0o022)),
+                    len(groups), *groups, int(caps.keep), caps.bounding, caps.effective, caps.permitted,
+                    caps.inheritable, caps.ambient, int(bool(proc.get("noNewPrivileges"))), len(rl) // 3, *rl,
+                    proc["oomScoreAdj"] if "oomScoreAdj" in proc else "", proc.get("cwd") or "/",
+                    len(args), *args, len(env), *env]
+    return b"".join(str(x).encode() + b"\0" for x in f)
 
 
 def _recv_go(sock: _socket.socket) -> tuple[bytes, bytes, list[int]]:
@@ -174,7 +204,8 @@ def _recv_go(sock: _socket.socket) -> tuple[bytes, bytes, list[int]]:
     return data[:1], data[1:], fds
 
 
-def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding: int, seccomp_early: bool) -> None:
+def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding: int, seccomp_early: bool,
+           helper: str | None) -> None:
     """The prepared container after clone(): never returns."""
     code = 1
     try:
@@ -183,6 +214,7 @@ def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding:
         keep = sock.fileno()
         os.closerange(3, keep)  # the caller's descriptors (client sockets, pipes) are not ours to hold
         os.closerange(keep + 1, 1 << 16)
+        hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC) if helper else -1  # (unreachable after pivot_root)
         for path in procs:  # our own cgroups (the caller wrote their limits)
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -202,6 +234,9 @@ def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding:
         if seccomp_early and plan.bpf is not None:  # (finalize loads none then)
             sc.seccomp_load(plan.bpf)
             plan.bpf = None
+        if hfd >= 0:  # it says SYNC_READY itself, then waits for the process
+            os.set_inheritable(keep, True)
+            os.execve(hfd, ["pallet-init", str(keep)], {})
         process.send(sock, process.SYNC_READY)
         sock.settimeout(None)
         tag, payload, fds = _recv_go(sock)
