@@ -85,6 +85,22 @@ def test_the_next_run_is_prepared_and_used(srv) -> None:  # type: ignore[no-unty
     assert spec["annotations"] == {"org.pallet.container.name": "nm"} and spec["process"]["args"] == ["sleep", "0.5"]
     assert spec["hostname"] == cid[:12] and int(srv("inspect", "-f", "{{.State.Pid}}", "nm").out) == pid
     assert p.wait(timeout=20) == 0
+    # the mount and ipc namespaces of a prepared container are held by the monitor until its run
+    # answered (its exit does not wait for their teardown), then closed: only the next one's stay
+    mon = monitor_pid(srv.runroot)
+    assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+
+    def held() -> list[str]:
+        out = []
+        for fd in os.listdir(f"/proc/{mon}/fd"):
+            try:
+                out.append(os.readlink(f"/proc/{mon}/fd/{fd}"))
+            except OSError:
+                pass
+        return [t for t in out if t.startswith(("mnt:", "ipc:"))]
+
+    assert sorted(t.split(":")[0] for t in held()) == ["ipc", "mnt"]
+    assert {t for t in held() if t.startswith("mnt:")} == {os.readlink(f"/proc/{_prepared(srv.runroot)[0]}/ns/mnt")}
 
 
 def test_exit_codes_and_failures_with_a_prepared_container(srv) -> None:  # type: ignore[no-untyped-def]

@@ -520,6 +520,7 @@ class Monitor:
                 except OSError:
                     pass
                 self._drop_client(cl)
+            prestart.exited(w.cid)  # (the namespaces of a prepared container, held until now)
             for path in later:
                 containers.remove_tree(path)
             if later and not self.swept_gone:  # (once: what a killed monitor left there)
