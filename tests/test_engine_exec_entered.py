@@ -34,7 +34,17 @@ def _kept(bb, init: int) -> list[int]:  # type: ignore[no-untyped-def]
     return [p for p in _children(mon) if p != init] if mon else []
 
 
-def test_exec_through_the_kept_process_is_a_direct_exec(bb) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("last_steps", ["native", "python"])
+def test_exec_through_the_kept_process_is_a_direct_exec(bb, last_steps) -> None:  # type: ignore[no-untyped-def]
+    """``native``: the kept process's child execs native/pallet-init for the last steps
+    (entered.exec_native); ``python``: it does them itself (PALLET_INIT_BIN=0)."""
+    if last_steps == "native":
+        from pallet.engine.prestart import init_helper
+
+        if init_helper() is None:
+            pytest.skip("native/pallet-init is not built (scripts/setup.sh)")
+    else:
+        bb.env["PALLET_INIT_BIN"] = "0"
     bb.env["PALLET_MONITOR_IDLE"] = "0"
     bb("run", "-d", "--name", "kx", "--network", "none", "busybox", "sleep", "120")
     init = int(bb("inspect", "-f", "{{.State.Pid}}", "kx").out)

@@ -97,7 +97,12 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
 
     if io.tty:
         console_size(proc)  # set on the pty before the command runs
-    p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty, keep=keep)
+    helper = None
+    if keep:
+        from pallet.engine.prestart import init_helper
+
+        helper = init_helper()  # native/pallet-init, when built (runtime.entered.exec_native)
+    p = h.exec(proc, stdio=None if io.tty else io.child, tty=io.tty, keep=keep, helper=helper)
     if io.tty and p.console_fd is not None:
         io.master = p.console_fd
         os.set_inheritable(io.master, False)

@@ -253,13 +253,14 @@ class Container:
 
     # -- exec ----------------------------------------------------------------------------
     def exec(self, proc: dict[str, Any], *, stdio: tuple[int, int, int] | None = None,
-             tty: bool | None = None, seccomp_cache: str | None = None, keep: float = 0.0) -> ExecProcess:
+             tty: bool | None = None, seccomp_cache: str | None = None, keep: float = 0.0,
+             helper: str | None = None) -> ExecProcess:
         """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
         every namespace, its cgroup, its capabilities, seccomp, user, env and cwd (``enter``;
-        ``keep``: see enter.exec_in)."""
+        ``keep``, ``helper``: see enter.exec_in)."""
         from pallet.runtime.enter import exec_in
 
-        return exec_in(self, proc, stdio=stdio, tty=tty, seccomp_cache=seccomp_cache, keep=keep)
+        return exec_in(self, proc, stdio=stdio, tty=tty, seccomp_cache=seccomp_cache, keep=keep, helper=helper)
 
 
 def load(cid: str, root: str = state.DEFAULT_ROOT) -> Container:

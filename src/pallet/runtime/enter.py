@@ -46,11 +46,14 @@ class ExecProcess:
 
 
 def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int] | None = None,
-            tty: bool | None = None, seccomp_cache: str | None = None, keep: float = 0.0) -> ExecProcess:
+            tty: bool | None = None, seccomp_cache: str | None = None, keep: float = 0.0,
+            helper: str | None = None) -> ExecProcess:
     """Run ``proc`` (runtime-spec ``process`` fields overriding the container's) inside it:
     every namespace, its cgroup, its capabilities, seccomp, user, env and cwd. ``keep`` > 0: the
     caller serves many execs and reaps every child (the engine's monitor): a process entered in
-    the container (runtime.entered) is kept that long after the last exec and forks the next."""
+    the container (runtime.entered) is kept that long after the last exec and forks the next;
+    ``helper`` (native/pallet-init): with stdio given, that process execs it at once and it does
+    the last steps (entered.exec_native)."""
     if self.cgroup.name == "v1":  # the attach's grace period overlaps the set-up below (cgroupfs)
         from pallet.runtime.linux.cgroupfs import prewarm_attach
 
@@ -67,10 +70,14 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     if keep <= 0 or merged.get("noNewPrivileges") or not (stdio is not None or merged.get("terminal")):
         keep = 0.0
     if keep and (z := entered.get(self.dir, key)) is not None:
-        got = _via_entered(self, z, merged, stdio)
+        if z.helper and stdio is not None:
+            native = entered.exec_native(z, self.id, merged, stdio, _bounding())
+            got = None if native is None else ExecProcess(*native)
+        else:
+            got = _via_entered(self, z, merged, stdio)
         if got is not None:
             return got
-        entered.drop(self.dir, failed=not z.served)  # gone before it forked anything: direct, below
+        entered.drop(self.dir, failed=z.served <= 1)  # gone before it forked anything: direct, below
     plan = process.Plan(dict(spec, process=merged), "/", self.bundle, bpf=bpf, stdio=stdio,
                         caps=CapPlan(merged.get("capabilities"), _bounding()))
     pidns, nsfds, procs = -1, [], []
@@ -121,7 +128,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     try:
         if keep and entered.wanted(key) and entered.get(self.dir, key) is None:  # for the next exec
             entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
-                          bounding=_bounding(), procs=_open_procs(self), keep=keep)
+                          bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
     except OSError:
         pass
     finally:
@@ -137,7 +144,8 @@ def _via_entered(self: Container, z: entered.Entered, merged: dict[str, Any],
     jw, jsock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     process._t("exec: entered")
     try:
-        sent = z.request(merged, bool(merged.get("terminal")), stdio, csock, jsock)
+        sent = z.request({"process": merged, "tty": bool(merged.get("terminal"))},
+                         [*(stdio or ()), csock.fileno(), jsock.fileno()])
     finally:
         csock.close()
         jsock.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import _signal
 import _socket
+import gc
 import os
 import select
 
@@ -41,10 +42,12 @@ if TYPE_CHECKING:
 
 class Entered:
     """The caller's handle: the process's pid, the caller's end of its socket, the container's
-    cgroup.procs files (opened by the caller on the host's cgroupfs), how many execs it served."""
+    cgroup.procs files (opened by the caller on the host's cgroupfs), how many execs it served,
+    whether its children exec native/pallet-init (``helper``)."""
 
-    def __init__(self, pid: int, sock: _socket.socket, key: tuple[Any, ...], procs: list[int]) -> None:
-        self.pid, self.sock, self.key, self.procs = pid, sock, key, procs
+    def __init__(self, pid: int, sock: _socket.socket, key: tuple[Any, ...], procs: list[int],
+                 helper: bool) -> None:
+        self.pid, self.sock, self.key, self.procs, self.helper = pid, sock, key, procs, helper
         self.served = 0
 
     def alive(self) -> bool:
@@ -57,17 +60,81 @@ class Entered:
         while self.procs:
             os.close(self.procs.pop())
 
-    def request(self, proc: dict[str, Any], tty: bool, stdio: tuple[int, int, int] | None,
-                csock: _socket.socket, jsock: _socket.socket) -> bool:
-        """Hand a process over; False when this process has gone (then nothing was started)."""
-        fds = [*(stdio or ()), csock.fileno(), jsock.fileno()]
-        data = jsonlite.dumps({"process": proc, "tty": tty}).encode()
+    def request(self, req: dict[str, Any], fds: list[int]) -> bool:
+        """Hand a request over; False when this process has gone (then nothing was started)."""
         anc = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, b"".join(fd.to_bytes(4, "little") for fd in fds))]
         try:
-            self.sock.sendmsg([data], anc, _socket.MSG_NOSIGNAL)
+            self.sock.sendmsg([jsonlite.dumps(req).encode()], anc, _socket.MSG_NOSIGNAL)
         except OSError:
             return False
         return True
+
+
+def exec_native(z: Entered, cid: str, proc: dict[str, Any], stdio: tuple[int, int, int],
+                bounding: int) -> tuple[int, int | None] | None:
+    """An exec whose process, cloned by ``z``, execs native/pallet-init at once (its Python copy of
+    the caller is torn down while the caller places it in the cgroups) and gets the process from
+    the caller as a prepared container's does (runtime.prepared: "2", then "G" + the encoded
+    process + its stdio); it does process.finalize's steps in C and execs the command. (pid, None),
+    or None when ``z`` had gone before it forked anything."""
+    from pallet.errors import Unavailable
+    from pallet.runtime.prepared import SYNC_GO, _encode
+
+    go = SYNC_GO + _encode(proc, bounding)
+    psock, csock = process.socketpair()
+    psock.settimeout(30)
+    try:
+        sent = z.request({"helper": True}, [csock.fileno()])
+    finally:
+        csock.close()
+    if not sent:
+        psock.close()
+        return None
+    z.served += 1
+    pid, ready, gone, err = 0, False, False, b""
+    try:
+        while not gone:
+            tag, payload, _ = process.recv(psock)
+            if tag == process.SYNC_PID:
+                pid = int(payload)
+                for pfd in z.procs:  # in the cgroups (while it execs pallet-init) before it gets its process
+                    os.write(pfd, payload)
+                process._t("exec: cgroup joined")
+            elif tag == process.SYNC_READY:
+                ready = True
+            elif tag == process.SYNC_ERROR:
+                err = err or payload
+            else:
+                break
+            if err and pid:
+                break
+            if pid and ready:
+                psock.sendmsg([go], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                      b"".join(fd.to_bytes(4, "little") for fd in stdio))], _socket.MSG_NOSIGNAL)
+                gone = True  # from here, EOF = it exec'd the command
+        while gone and not err:
+            tag, payload, _ = process.recv(psock)
+            if tag == process.SYNC_ERROR:
+                err = payload
+            elif tag == b"":
+                break
+    except TimeoutError:
+        err = process.error_payload(Unavailable(f"exec into {cid}: no answer"))
+    except OSError as e:  # a cgroup write or the message: it is gone
+        err = process.error_payload(e)
+    finally:
+        psock.close()
+    if pid and (err or not gone):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    if err:
+        process.raise_error(err)
+    if not gone:
+        return None  # it (or its child) went away before the command was handed over
+    return pid, None
 
 
 _ENTERED: dict[str, Entered] = {}  # by container state dir
@@ -97,9 +164,10 @@ def wanted(key: tuple[Any, ...]) -> bool:
 
 
 def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: list[tuple[str, int]],
-          bpf: bytes | None, bounding: int, procs: list[int], keep: float) -> None:
+          bpf: bytes | None, bounding: int, procs: list[int], keep: float, helper: str | None = None) -> None:
     """Fork the process for this container (not waited for: requests queue on its socket); it
-    takes ``procs``. Best effort: nothing happens when it cannot be made."""
+    takes ``procs``. ``helper``: native/pallet-init, for ``exec_native``. Best effort: nothing
+    happens when it cannot be made."""
     try:
         initfd = os.pidfd_open(init_pid)
     except OSError:
@@ -120,7 +188,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
         code = 1
         try:
             mine.close()
-            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep)
+            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep, helper)
             code = 0
         except BaseException:  # noqa: B036 - it must never return into the caller
             pass
@@ -130,11 +198,11 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     old = _ENTERED.pop(cdir, None)
     if old is not None:
         old.close()
-    _ENTERED[cdir] = Entered(pid, mine, key, procs)
+    _ENTERED[cdir] = Entered(pid, mine, key, procs, helper is not None)
 
 
 def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: list[tuple[str, int]],
-           bpf: bytes | None, bounding: int, keep: float) -> None:
+           bpf: bytes | None, bounding: int, keep: float, helper: str | None) -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, 9)
     if os.getppid() != parent:
@@ -151,6 +219,7 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 1 << 20)
+    hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC) if helper else -1  # (out of reach once in the mount ns)
     if pidns >= 0:
         sc.setns(pidns, sc.CLONE_NEWPID, "pid (for children)")
         os.close(pidns)
@@ -159,6 +228,7 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
         os.close(fd)
     if bpf is not None:
         sc.seccomp_load(bpf)
+    gc.disable()  # no collection walking (and copying) the caller's objects here or in a child
     poll = select.poll()
     poll.register(sock.fileno(), select.POLLIN)
     poll.register(initfd, select.POLLIN)
@@ -171,21 +241,39 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
         for level, kind, raw in anc:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 fds += [int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw) - len(raw) % 4, 4)]
-        if not data or len(fds) not in (2, 5):
+        if not data:
             return
         req = jsonlite.loads(data, "entered request")
+        native = bool(req.get("helper"))
+        if len(fds) != (1 if native else 2) + (0 if native or req.get("tty") else 3) or (native and hfd < 0):
+            return
         process._t("entered: request")
         pid = sc.clone(sc.CLONE_PARENT)  # single-threaded here: a raw clone is safe
         if pid == 0:
+            if native:
+                _native_child(fds[0], sock, initfd, hfd)
             _child(req, fds, sock, initfd, bounding)
         process._t("entered: cloned")
-        csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, fds[-2])
+        sync = fds[0] if native else fds[-2]
+        csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, sync)
         try:
             process.send(csock, process.SYNC_PID, str(pid).encode())
         finally:
             csock.close()
-            for fd in fds[:-2] + fds[-1:]:
-                os.close(fd)
+            for fd in fds:
+                if fd != sync:
+                    os.close(fd)
+
+
+def _native_child(sync: int, sock: _socket.socket, initfd: int, hfd: int) -> None:
+    """The new process for exec_native (never returns): native/pallet-init on the sync socket."""
+    try:
+        sock.close()
+        os.close(initfd)
+        os.set_inheritable(sync, True)
+        os.execve(hfd, ["pallet-init", str(sync)], {})
+    finally:
+        os._exit(1)
 
 
 def _child(req: dict[str, Any], fds: list[int], sock: _socket.socket, initfd: int, bounding: int) -> None:
