@@ -8,7 +8,7 @@
 #   3. PSS added per idle detached container (what pallet keeps running: the shared monitor),
 #      for N = 1, 10, 50, vs containerd-shim (per container) and conmon     goal <= 2 MB
 #   4. 100 containers started detached and removed, 4 at a time: failures and leaks
-# Usage: bench/engine.sh [RUNS] (ENGINE_ONLY_RUN=1: section 1 only). Needs root, runc, hyperfine, the anchors (../shared/tools/anchors.sh).
+# Usage: bench/engine.sh [RUNS] (ENGINE_ONLY_RUN=1: section 1 only; ENGINE_ONLY_EXEC=1: section 2 only). Needs root, runc, hyperfine, the anchors (../shared/tools/anchors.sh).
 set -eu
 RUNS=${1:-30}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +42,7 @@ PYEOF
 $P run --rm --network none busybox true   # warm the seccomp cache and the pyc files
 $P run --rm busybox true                  # creates the bench bridge
 
+if [ "${ENGINE_ONLY_EXEC:-0}" != 1 ]; then  # ENGINE_ONLY_EXEC=1: section 2 only
 echo "== 1. run --rm busybox true vs runc run (prepared bundle)"
 # default: the first run is done in-process (no monitor listens) and leaves a monitor that
 # serves the next ones (engine.served) until it has been idle PALLET_MONITOR_LINGER (2 s);
@@ -64,6 +65,7 @@ for k, v in r.items():
     print(f"  hyperfine {k:30s} median {v['median']*1000:7.1f} ms  ratio {v['median']/base:5.2f}x")
 PYEOF
 
+fi
 [ "${ENGINE_ONLY_RUN:-0}" = 1 ] && exit 0  # ENGINE_ONLY_RUN=1: section 1 only
 
 echo "== 2. exec true: pallet vs docker"
@@ -83,6 +85,7 @@ print(f"  hyperfine pallet exec / docker exec: {r['pallet exec']['median']/r['do
 PYEOF
 $P rm -f bench-exec >/dev/null
 $DOCKER rm -f pallet-bench-exec >/dev/null
+[ "${ENGINE_ONLY_EXEC:-0}" = 1 ] && exit 0
 
 echo "== 3. PSS per idle detached container; 4. 100 containers, 4 at a time"
 "$PY" "$HERE/bench/engine_pss.py" "$WORK"
