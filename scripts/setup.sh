@@ -49,6 +49,11 @@ fi
 if [ ! -x .venv/bin/pallet-init ] || [ native/pallet-init.c -nt .venv/bin/pallet-init ]; then
   cc -O2 -Wall -Wextra -static -s -o .venv/bin/pallet-init native/pallet-init.c
 fi
+# The process a served exec's monitor keeps inside a container (native/pallet-entered.c, see
+# src/pallet/runtime/entered.py): without it that process is a fork of the monitor.
+if [ ! -x .venv/bin/pallet-entered ] || [ native/pallet-entered.c -nt .venv/bin/pallet-entered ]; then
+  cc -O2 -Wall -Wextra -static -s -o .venv/bin/pallet-entered native/pallet-entered.c
+fi
 # The OCI bundle validator (native/oci-validate/main.go over runtime-tools' validate library, for
 # tests/test_runtime_oci_validate.py): built offline from Debian's packaged Go sources (GOPATH mode).
 if [ ! -x .venv/bin/oci-validate ] || [ native/oci-validate/main.go -nt .venv/bin/oci-validate ]; then

@@ -34,17 +34,21 @@ def _kept(bb, init: int) -> list[int]:  # type: ignore[no-untyped-def]
     return [p for p in _children(mon) if p != init] if mon else []
 
 
-@pytest.mark.parametrize("last_steps", ["native", "python"])
-def test_exec_through_the_kept_process_is_a_direct_exec(bb, last_steps) -> None:  # type: ignore[no-untyped-def]
-    """``native``: the kept process's child execs native/pallet-init for the last steps
-    (entered.exec_native); ``python``: it does them itself (PALLET_INIT_BIN=0)."""
-    if last_steps == "native":
-        from pallet.engine.prestart import init_helper
+@pytest.mark.parametrize("kind", ["native", "fork+native-init", "python"])
+def test_exec_through_the_kept_process_is_a_direct_exec(bb, kind) -> None:  # type: ignore[no-untyped-def]
+    """``native``: the kept process is native/pallet-entered and its child execs native/pallet-init
+    for the last steps (entered.exec_native); ``fork+native-init``: the kept process is a fork of
+    the monitor (PALLET_ENTERED_BIN=0); ``python``: a fork whose child does the last steps itself
+    (PALLET_INIT_BIN=0)."""
+    from pallet.engine.prestart import init_helper
+    from pallet.runtime import entered
 
-        if init_helper() is None:
-            pytest.skip("native/pallet-init is not built (scripts/setup.sh)")
-    else:
+    if kind == "python":
         bb.env["PALLET_INIT_BIN"] = "0"
+    elif init_helper() is None or (kind == "native" and entered.binary() is None):
+        pytest.skip("native/pallet-init or native/pallet-entered is not built (scripts/setup.sh)")
+    if kind == "fork+native-init":
+        bb.env["PALLET_ENTERED_BIN"] = "0"
     bb.env["PALLET_MONITOR_IDLE"] = "0"
     bb("run", "-d", "--name", "kx", "--network", "none", "busybox", "sleep", "120")
     init = int(bb("inspect", "-f", "{{.State.Pid}}", "kx").out)

@@ -69,7 +69,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     key = (self.pid, self._starttime, cfg)
     if keep <= 0 or merged.get("noNewPrivileges") or not (stdio is not None or merged.get("terminal")):
         keep = 0.0
-    if keep and (z := entered.get(self.dir, key)) is not None:
+    if keep and (z := entered.get(self.dir, key)) is not None and (stdio is not None or not z.native):
         if z.helper and stdio is not None:
             native = entered.exec_native(z, self.id, merged, stdio, _bounding())
             got = None if native is None else ExecProcess(*native)
