@@ -128,7 +128,10 @@ def test_a_run_that_differs_is_started_the_usual_way(srv) -> None:  # type: igno
 
     assert limit("--memory", "64m") == 64 << 20
     assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)  # prepared with that limit
-    assert limit() == UNLIMITED  # not with the guess's limit
+    kept = _prepared(srv.runroot)
+    assert limit() == UNLIMITED  # not with the guess's limit: another shape, the usual start
+    assert _prepared(srv.runroot) == kept  # (kept for the next run of its shape)
+    assert limit("--memory", "64m") == 64 << 20
     assert limit("--memory", "32m") == 32 << 20
     assert limit("--memory", "32m") == 32 << 20
     srv("run", "--rm", "--network", "none", "busybox", "true")

@@ -1,20 +1,22 @@
 """The monitor's next served ``run``, set up ahead while it waits (``pallet.runtime.prepared``).
 
-After a foreground ``run`` it served, the monitor guesses that the next one is alike (the same
-options: a script's or a loop's next run) and prepares that container under the id the next
-served run gets (``Monitor.next_cid``, in its spare cgroup set): directories, /etc files, spec,
-then the runtime's clone into the namespaces and cgroups, rootfs, pivot_root, masked paths. The
-served run's ``create`` with that id then gives the runtime the same spec, and the runtime hands
-the waiting process its command and stdio instead of starting from a clone. A run whose spec
-differs in anything applied ahead (the image, mounts, limits, network, read-only, ...) is started
-the usual way and the prepared process is killed. Measured: bench/RESULTS.md "Engine, session 3".
+After a foreground ``run`` it served, the monitor guesses that the next one is alike (options of
+the same shape: a script's or a loop's next run) and prepares that container under a new id:
+directories, /etc files, spec, then the runtime's clone into the namespaces and its own cgroups,
+rootfs, pivot_root, masked paths, seccomp filter (runtime.prepared). The next served run of that
+shape gets that id; its ``create`` gives the runtime the same spec, and the runtime hands the
+waiting process its command and stdio instead of starting from a clone. A run of another shape
+gets the spare cgroup set's id (engine.spare) and the usual start; a spec that differs in anything
+applied ahead is started the usual way and the prepared process is killed. Measured:
+bench/RESULTS.md "Engine, session 3: run". cgroup v1 only (prepared where the spare is made).
 
-What exists meanwhile: the process (a fork of the monitor, in its own namespaces: nothing mounted
-on the host), the spare cgroup set it is in, and ``<root>/containers/<id>`` (upper and work dirs,
-/etc files) with no row. It goes (``drop``) ``TTL`` seconds after the last served run, when the
-monitor exits, and when a run with its id fails before its start. ``<runroot>/monitor.prestart``
-names it while it is unused (``PID ROOT ID``), so the next monitor removes a killed monitor's
-directories (``sweep``); the process itself dies with its monitor (PR_SET_PDEATHSIG).
+What exists meanwhile: the process (a fork of the monitor that exec'd native/pallet-init, in its
+own namespaces: nothing mounted on the host), its cgroup set, and ``<root>/containers/<id>``
+(upper and work dirs, /etc files) with no row. It goes (``drop``) ``TTL`` seconds after the last
+served run, when the monitor exits, and when a run with its id fails before its start.
+``<runroot>/monitor.prestart`` names it while it is unused (``PID ROOT ID CGROUP``), so the next
+monitor removes a killed monitor's directories and cgroups (``sweep``); the process itself dies
+with its monitor (PR_SET_PDEATHSIG).
 """
 from __future__ import annotations
 
@@ -64,52 +66,38 @@ def _likely(kw: dict[str, Any]) -> bool:
 
 def tick(m: Any) -> None:
     """After the monitor made its spare: prepare the next served run if one was served lately."""
-    from pallet.runtime.linux import cgroupfs
+    if m.ahead is not None or m.last_run is None or time.monotonic() > m.ahead_until:
+        return
+    from pallet.engine import names
 
-    if m.ahead is not None:
-        cgroupfs.SPARE = ""  # the spare is the prepared container's: no start may rename it
-        return
-    if m.last_run is None or not m.next_cid or time.monotonic() > m.ahead_until:
-        return
-    m.ahead = prepare(m.store, m.conn, m.last_run, m.next_cid)
+    m.ahead = prepare(m.store, m.conn, m.last_run, names.new_id())
     if m.ahead is not None:
         _SHAPE[m.ahead.cid] = _shape(m.last_run)
-        cgroupfs.SPARE = ""
 
 
 def served(m: Any, kw: dict[str, Any]) -> str | None:
-    """A served run with options ``kw`` is about to be created: the id to give it, the next id
-    (its spare cgroups, its prepared container) or None for a new one: when a container is
-    prepared for options of another shape, it is kept for them. The guess for the next one is
-    the last served run's options that a container can be prepared for."""
+    """A served run with options ``kw`` is about to be created: the id to give it, the prepared
+    container's when it was prepared for options of this shape, else the next id (its spare
+    cgroups) or None. The guess for the next one is the last served run's options that a
+    container can be prepared for."""
     if _likely(kw):
         m.last_run, m.ahead_until = dict(kw), time.monotonic() + TTL
     p = m.ahead
-    if p is None or p.cid != m.next_cid:
-        return m.next_cid or None
-    if _SHAPE.get(p.cid) != _shape(kw):
-        return None
-    _record(m.runroot, "")  # its id gets a row now: its directories are the container's
-    return p.cid
+    if p is not None and _SHAPE.get(p.cid) == _shape(kw):
+        _record(m.runroot, "")  # its id gets a row now: its directories are the container's
+        return str(p.cid)
+    return m.next_cid or None
 
 
 def release(m: Any, cid: str | None = None) -> None:
     """Drop the monitor's prepared container (only if it is ``cid``'s, when given)."""
-    from pallet.runtime.linux import cgroupfs
-
     p = m.ahead
     if p is None or (cid is not None and p.cid != cid):
         return
     m.ahead = None
     _SHAPE.pop(p.cid, None)
     _SPEC.pop(p.cid, None)
-    spare_left = drop(m.conn, m.root, m.runroot, p)
-    if p.cid == m.next_cid:
-        if spare_left:
-            cgroupfs.SPARE = m.next_cid
-        else:
-            m.next_cid = cgroupfs.SPARE = ""
-            m.want_spare = bool(m.cg_parent)
+    drop(m.conn, m.root, m.runroot, p)
 
 
 def expire(m: Any, reaped: int = 0) -> None:
@@ -141,7 +129,7 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
         return None
     root, runroot = str(store.paths.root), str(store.paths.runroot)
     dirs = Dirs(root, runroot, cid)
-    _record(runroot, f"{os.getpid()} {root} {cid}\n")
+    _record(runroot, f"{os.getpid()} {root} {cid} /{specgen.cgroup_parent()}/{cid}\n")
     try:
         dirs.make()
         spec = specgen.build(c, dirs)
@@ -196,9 +184,9 @@ def spec_for(c: Any, netns: str | None) -> dict[str, Any] | None:
     return dict(got[1], annotations=dict(got[1].get("annotations") or {}, **{"org.pallet.container.name": c.name}))
 
 
-def drop(conn: Any, root: str, runroot: str, p: Any) -> bool:
-    """Kill it if it is still waiting and remove its directories if no container has its id.
-    True when its cgroup set is left as a spare (no limits were written to it)."""
+def drop(conn: Any, root: str, runroot: str, p: Any) -> None:
+    """Kill it if it is still waiting; unless a container has its id, remove its directories
+    and cgroups."""
     from pallet.engine import containers
     from pallet.runtime import prepared
 
@@ -208,26 +196,30 @@ def drop(conn: Any, root: str, runroot: str, p: Any) -> bool:
     if not p.used:
         exited(p.cid)
     if p.used or containers.reload(conn, p.cid) is not None:
-        return False  # a container's now: its directories and cgroups too
+        return  # a container's now: its directories and cgroups too
     Dirs(root, runroot, p.cid).remove()
-    res = (p.spec.get("linux") or {}).get("resources") or {}
-    if any(v for k, v in res.items() if k != "devices"):
-        p.cg.destroy()  # limits of a guess: not for whoever takes the spare next
-        return False
-    return True
+    try:
+        p.cg.destroy()
+    except Exception:  # noqa: BLE001 - swept with the monitor's record otherwise
+        pass
 
 
 def sweep(runroot: str) -> None:
     """The directories of a killed monitor's prepared container: removed."""
     try:
         with open(os.path.join(runroot, FILE)) as f:
-            pid, root, cid = f.read().split()
+            pid, root, cid, cgpath = f.read().split()
     except (OSError, ValueError):
         return
     from pallet.engine.spare import _alive
 
     if int(pid) != os.getpid() and not _alive(pid):
         Dirs(root, runroot, cid).remove()
+        from pallet.runtime.linux import cgroups
+
+        cg = cgroups.manager(None, cgpath)
+        if not cg.pids():  # (its process died with its monitor)
+            cg.destroy()
         _record(runroot, "")
 
 

@@ -129,8 +129,8 @@ def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_ov
             cgroup_manager: str | None = None, seccomp_cache: str | None = None,
             seccomp_early: bool = False, init_helper: str | None = None) -> Prepared:
     """Clone and set up the container of ``spec`` (``eligible``) as far as it goes without its
-    process. Its cgroups are made (or taken: ``cgroupfs.SPARE``) and get their limits here; the
-    child joins them itself. ``root``: the runtime's state root (nothing is written there yet).
+    process. The child makes its cgroups (with their limits) and joins them itself; the caller
+    removes them (``Prepared.cg``) when it discards an unused one. ``root``: the runtime's state root (nothing is written there yet).
     ``seccomp_early``: load the seccomp filter now too (~2 ms of the kernel's filter set-up, off
     the start's path), not just before the capabilities go; the caller vouches that it allows
     what the waiting init does until execve (a Python interpreter's syscalls, dup2, stat, setsid,
@@ -148,8 +148,7 @@ def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_ov
         else:
             flags |= sc.NAMESPACES[ns["type"]][0]
     cgpath = linux.get("cgroupsPath") or cgroups.default_path(cid)
-    cg = cgroups.manager(cgroup_manager, cgpath)
-    cg.create(linux.get("resources"))
+    cg = cgroups.manager(cgroup_manager, cgpath)  # made (and joined) by the child: its work, not ours
     bounding = host_bounding()
     plan = process.Plan(spec, rootfs, bundle, caps=CapPlan(None, bounding),
                         bpf=seccomp.bpf_for(linux["seccomp"], seccomp_cache) if linux.get("seccomp") else None,
@@ -165,8 +164,7 @@ def prepare(cid: str, bundle: str, spec: dict[str, Any], *, root: str, rootfs_ov
         csock.close()
         raise
     if pid == 0:
-        _child(plan, csock, [p + "/cgroup.procs" for p in cg.mount_dirs().values()], bounding,
-               seccomp_early, helper)  # never returns
+        _child(plan, csock, cg, bounding, seccomp_early, helper)  # never returns
     csock.close()
     p = Prepared(cid, bundle, spec, rootfs_overlay.data(), pid, psock, cg, cgpath, rootfs, bounding)
     p.helper = helper is not None
@@ -204,7 +202,7 @@ def _recv_go(sock: _socket.socket) -> tuple[bytes, bytes, list[int]]:
     return data[:1], data[1:], fds
 
 
-def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding: int, seccomp_early: bool,
+def _child(plan: process.Plan, sock: _socket.socket, cg: Any, bounding: int, seccomp_early: bool,
            helper: str | None) -> None:
     """The prepared container after clone(): never returns."""
     code = 1
@@ -215,7 +213,11 @@ def _child(plan: process.Plan, sock: _socket.socket, procs: list[str], bounding:
         os.closerange(3, keep)  # the caller's descriptors (client sockets, pipes) are not ours to hold
         os.closerange(keep + 1, 1 << 16)
         hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC) if helper else -1  # (unreachable after pivot_root)
-        for path in procs:  # our own cgroups (the caller wrote their limits)
+        from pallet.runtime.linux import cgroupfs
+
+        cgroupfs.SPARE = ""  # (a pre-made set of the caller's is not ours to take)
+        cg.create(plan.linux.get("resources"))  # our own cgroups, with their limits; then we join them
+        for path in [p + "/cgroup.procs" for p in cg.mount_dirs().values()]:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 os.write(fd, b"0")
