@@ -69,7 +69,10 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     key = (self.pid, self._starttime, cfg)
     if keep <= 0 or merged.get("noNewPrivileges") or not (stdio is not None or merged.get("terminal")):
         keep = 0.0
-    if keep and (z := entered.get(self.dir, key)) is not None and (stdio is not None or not z.native):
+    z = entered.get(self.dir, key) if keep else None
+    if z is None and keep and stdio is not None and helper and entered.wanted(key) and entered.binary():
+        z = _start_entered(self, key, bpf, keep, helper)  # native: cheap to start, used at once
+    if z is not None and (stdio is not None or not z.native):
         if z.helper and stdio is not None:
             native = entered.exec_native(z, self.id, merged, stdio, _bounding())
             got = None if native is None else ExecProcess(*native)
@@ -82,14 +85,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
                         caps=CapPlan(merged.get("capabilities"), _bounding()))
     pidns, nsfds, procs = -1, [], []
     try:
-        for ns in _EXEC_NS:
-            target = f"/proc/{self.pid}/ns/{ns}"
-            if os.stat(target).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
-                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-                if ns == "pid":
-                    pidns = fd
-                else:
-                    nsfds.append((ns, fd))
+        pidns, nsfds = _open_ns(self)
         procs = _open_procs(self)
     except OSError as e:
         _close([pidns] + [fd for _, fd in nsfds] + procs)
@@ -134,6 +130,42 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     finally:
         _close([pidns] + [fd for _, fd in nsfds])
     return _settle(self, psock, pid, joined)
+
+
+def _open_ns(self: Container) -> tuple[int, list[tuple[str, int]]]:
+    """The container's namespaces that differ from ours: (its pid namespace or -1, the others in
+    setns order). Nothing is left open when it raises."""
+    pidns, nsfds = -1, []
+    try:
+        for ns in _EXEC_NS:
+            target = f"/proc/{self.pid}/ns/{ns}"
+            if os.stat(target).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
+                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+                if ns == "pid":
+                    pidns = fd
+                else:
+                    nsfds.append((ns, fd))
+    except OSError:
+        _close([pidns] + [fd for _, fd in nsfds])
+        raise
+    return pidns, nsfds
+
+
+def _start_entered(self: Container, key: tuple[Any, ...], bpf: bytes | None, keep: float,
+                   helper: str) -> entered.Entered | None:
+    """Start the kept process now (native/pallet-entered: a spawn, no copy of us), for this exec."""
+    try:
+        pidns, nsfds = _open_ns(self)
+    except OSError:
+        return None  # (the direct exec says why)
+    try:
+        entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
+                      bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
+    except OSError:
+        pass
+    finally:
+        _close([pidns] + [fd for _, fd in nsfds])
+    return entered.get(self.dir, key)
 
 
 def _via_entered(self: Container, z: entered.Entered, merged: dict[str, Any],
