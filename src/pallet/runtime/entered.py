@@ -2,19 +2,22 @@
 
 Why (measured in bench/RESULTS.md "Engine, session 3: exec"): in a process that serves many
 execs (the engine's monitor), a direct exec (runtime.enter) copies the caller with fork, joins
-six namespaces and loads the seccomp filter (~1.5-2 ms here: the kernel checks and JITs ~1,000
-BPF instructions) on every exec. This process has done all of that once; an exec is then a
-clone of it, a smaller Python process that has already touched what the child will touch.
+six namespaces and loads the seccomp filter (~1.5-2 ms here: the kernel checks ~1,000 BPF
+instructions) on every exec. The kept process has done the last two once, for a container.
 
-Made by the caller with a fork (``start``): it enters the container's pid namespace for its
-children only (so it is not itself a process of the container: not in its ``ps``, ``top`` or
-pids count, nor in its cgroups), every other namespace that differs from the caller's, and
-loads the container's seccomp filter, which every process it forks inherits. A request is the
-merged ``process`` and ``terminal`` (JSON) with descriptors: the stdio, the sync socket and the
-"placed in the cgroups" socket of runtime.enter. It clones with CLONE_PARENT, so the new process
-is the caller's child, sends its pid on the sync socket and forgets it; the new process then
-does what ``process.exec_child`` does, without loading the filter again. The caller places it
-in the cgroups, as for a direct exec.
+It enters the container's pid namespace for its children only (so it is not itself a process of
+the container: not in its ``ps``, ``top`` or pids count, nor in its cgroups), every other
+namespace that differs from the caller's, and loads the container's seccomp filter, which every
+process it makes inherits. For each exec it clones with CLONE_PARENT (the new process is the
+caller's child, which the caller places in the cgroups) and sends the new pid on the exec's sync
+socket. Two kinds:
+
+* ``native/pallet-entered`` (C, ~100 KB; ``binary``): posix_spawn'd by the caller, so no copy
+  of it; its clone execs ``native/pallet-init`` at once, which gets the process from the caller
+  as a prepared container's init does ("2", then "G" + runtime.prepared's encoding + the stdio)
+  and does process.finalize's steps in C (``exec_native``). Used when both binaries exist.
+* a fork of the caller (``_serve``): its clone either execs pallet-init the same way, or (no
+  pallet-init) does ``process.exec_child`` without loading the filter again (``enter._via_entered``).
 
 It exits after ``keep`` seconds without a request, when the container's init exits (a pidfd),
 when the caller closes its end, and when the caller dies (PR_SET_PDEATHSIG); whatever fails in
