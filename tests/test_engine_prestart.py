@@ -85,6 +85,17 @@ def test_the_next_run_is_prepared_and_used(srv) -> None:  # type: ignore[no-unty
     assert spec["annotations"] == {"org.pallet.container.name": "nm"} and spec["process"]["args"] == ["sleep", "0.5"]
     assert spec["hostname"] == cid[:12] and int(srv("inspect", "-f", "{{.State.Pid}}", "nm").out) == pid
     assert p.wait(timeout=20) == 0
+    # exec, stop: a container started from a prepared one is like any other
+    srv("run", "--rm", "--network", "none", "busybox", "sleep", "0.5")
+    assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+    pid, cid = _prepared(srv.runroot)
+    p = subprocess.Popen(srv.argv("run", "--name", "ex", "--network", "none", "busybox", "sleep", "30"), env=srv.env)
+    assert wait_until(lambda: srv("inspect", "-f", "{{.State.Status}}", "ex", check=False).out.strip() == "running", 10)
+    assert int(srv("inspect", "-f", "{{.State.Pid}}", "ex").out) == pid
+    assert srv("exec", "ex", "sh", "-c", "hostname; cat /proc/1/cmdline").out == f"{cid[:12]}\nsleep\x0030\x00"
+    srv("stop", "-t", "1", "ex")
+    assert p.wait(timeout=20) == 137 or p.returncode == 143
+    srv("rm", "ex")
     # the mount and ipc namespaces of a prepared container are held by the monitor until its run
     # answered (its exit does not wait for their teardown), then closed: only the next one's stay
     mon = monitor_pid(srv.runroot)
@@ -130,16 +141,31 @@ def test_a_run_that_differs_is_started_the_usual_way(srv) -> None:  # type: igno
     assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)  # prepared with that limit
     kept = _prepared(srv.runroot)
     assert limit() == UNLIMITED  # not with the guess's limit: another shape, the usual start
-    assert _prepared(srv.runroot) == kept  # (kept for the next run of its shape)
+    # (then the guess is that shape: the other prepared one is replaced)
+    assert wait_until(lambda: _prepared(srv.runroot)[0] not in (0, kept[0]), 10)
     assert limit("--memory", "64m") == 64 << 20
     assert limit("--memory", "32m") == 32 << 20
     assert limit("--memory", "32m") == 32 << 20
+    old = _prepared(srv.runroot)[0]
     srv("run", "--rm", "--network", "none", "busybox", "true")
-    assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+    assert wait_until(lambda: _prepared(srv.runroot)[0] not in (0, old), 10)
     r = srv("run", "--rm", "--network", "none", "--read-only", "busybox", "sh", "-c", "touch /x; echo $?", check=False)
     assert r.out.strip() == "1"
     r = srv("run", "--rm", "--network", "none", "--tmpfs", "/scratch", "busybox", "sh", "-c", "grep -c /scratch /proc/mounts")
     assert r.out.strip() == "1"
+    # its image's layer directory replaced meanwhile (removed and stored again): not used
+    srv("run", "--rm", "--network", "none", "busybox", "true")
+    assert wait_until(lambda: _prepared(srv.runroot)[0] > 0, 10)
+    pid, _cid = _prepared(srv.runroot)
+    import glob
+    import shutil
+
+    (diff,) = glob.glob(str(srv.root / "layers" / "*" / "diff"))
+    os.rename(diff, diff + ".old")
+    shutil.copytree(diff + ".old", diff, symlinks=True)
+    shutil.rmtree(diff + ".old")
+    assert srv("run", "--rm", "--network", "none", "busybox", "echo", "fresh").out == "fresh\n"
+    assert not os.path.exists(f"/proc/{pid}")
     kept = srv("run", "--name", "kept", "--network", "none", "busybox", "sh", "-c", "echo x > /f")
     diff = srv("diff", "kept").out.split()  # not the guess's mount point /scratch (as in-process: C /etc, A /f)
     assert kept.rc == 0 and "/scratch" not in diff and diff[-2:] == ["A", "/f"], diff

@@ -46,6 +46,7 @@ _SPEC: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # prepared id -> (
 # code (``exited``): the container's exit then does not wait for their teardown (the unmounts and
 # an RCU grace period, 2-4 ms here), which happens when they are closed, off the run's path
 _HELD: dict[str, list[int]] = {}
+_LAYERS: dict[str, list[tuple[int, int]] | None] = {}  # prepared id -> its layer dirs (``_layers``)
 
 
 def _shape(kw: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +66,10 @@ def _likely(kw: dict[str, Any]) -> bool:
 
 
 def tick(m: Any) -> None:
-    """After the monitor made its spare: prepare the next served run if one was served lately."""
+    """After the monitor made its spare: prepare the next served run if one was served lately
+    (one prepared for options of another shape than the last run's is dropped first)."""
+    if m.ahead is not None and m.last_run is not None and _SHAPE.get(m.ahead.cid) != _shape(m.last_run):
+        release(m)
     if m.ahead is not None or m.last_run is None or time.monotonic() > m.ahead_until:
         return
     from pallet.engine import names
@@ -84,9 +88,21 @@ def served(m: Any, kw: dict[str, Any]) -> str | None:
         m.last_run, m.ahead_until = dict(kw), time.monotonic() + TTL
     p = m.ahead
     if p is not None and _SHAPE.get(p.cid) == _shape(kw):
+        if _layers(_SPEC.get(p.cid, ({}, {}))[0]) != _LAYERS.get(p.cid):
+            release(m)  # its image's layers were removed (and maybe stored again) meanwhile
+            return m.next_cid or None
         _record(m.runroot, "")  # its id gets a row now: its directories are the container's
         return str(p.cid)
     return m.next_cid or None
+
+
+def _layers(config: dict[str, Any]) -> list[tuple[int, int]] | None:
+    """(device, inode) of the layer directories an overlay of ``config`` is made of; None if one
+    is missing."""
+    try:
+        return [(st.st_dev, st.st_ino) for st in map(os.stat, config.get("Lowerdirs") or ())]
+    except OSError:
+        return None
 
 
 def release(m: Any, cid: str | None = None) -> None:
@@ -97,6 +113,7 @@ def release(m: Any, cid: str | None = None) -> None:
     m.ahead = None
     _SHAPE.pop(p.cid, None)
     _SPEC.pop(p.cid, None)
+    _LAYERS.pop(p.cid, None)
     drop(m.conn, m.root, m.runroot, p)
 
 
@@ -122,7 +139,7 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
     if TTL <= 0:
         return None
     try:
-        c = draft(store, conn, CreateOptions(**kw), cid)
+        c = draft(store, conn, CreateOptions(**dict(kw, name=None)), cid)  # (a name is the run's, not its shape's)
     except Exception:  # noqa: BLE001 - a run that fails its checks: nothing to prepare
         return None
     if c is None or c.host.get("Runtime") != "pallet" or c.host.get("NetworkMode") not in ("none", "host"):
@@ -147,6 +164,7 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
         return None
     prepared.offer(p)
     _SPEC[cid] = (_unnamed(c.config), spec)
+    _LAYERS[cid] = _layers(c.config)
     _HELD[cid] = []
     for ns in ("mnt", "ipc"):
         try:
