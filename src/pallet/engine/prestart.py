@@ -149,6 +149,7 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
     _record(runroot, f"{os.getpid()} {root} {cid} /{specgen.cgroup_parent()}/{cid}\n")
     try:
         dirs.make()
+        os.close(os.open(dirs.log, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))  # (a run opens it)
         spec = specgen.build(c, dirs)
         if not prepared.eligible(spec):
             raise LookupError

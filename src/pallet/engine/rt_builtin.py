@@ -136,13 +136,13 @@ def pids(c: Container, dirs: Dirs) -> list[int]:
 
 def _drop_dead_spares(dirs: Dirs) -> None:
     """The spare cgroups of a monitor that was killed (engine.spare)."""
+    from pallet.engine import spare
     from pallet.runtime.linux import cgroupfs
 
-    if cgroupfs.SPARE or os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
+    runroot = str(dirs.run.parent.parent)
+    if cgroupfs.SPARE or runroot in spare.SWEPT or os.path.exists(cgroupfs.CGROUP_ROOT + "/cgroup.controllers"):
         return  # (the monitor itself: it swept when it started, and its own spare is alive)
-    from pallet.engine import spare
-
-    spare.sweep(str(dirs.run.parent.parent))
+    spare.sweep(runroot)
 
 
 def cleanup(c: Container, dirs: Dirs) -> None:

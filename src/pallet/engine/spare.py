@@ -58,11 +58,15 @@ def drop(runroot: str, parent: str, cid: str) -> None:
         pass
 
 
+SWEPT: set[str] = set()  # runroots this process swept (a monitor does at its start: not again on each removal)
+
+
 def sweep(runroot: str) -> None:
     """The spare of a monitor of this runroot that is gone (killed): removed (and the directories
     of its prepared container, engine.prestart)."""
     from pallet.engine import prestart
 
+    SWEPT.add(runroot)
     prestart.sweep(runroot)
     try:
         with open(os.path.join(runroot, FILE)) as f:

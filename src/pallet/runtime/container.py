@@ -270,7 +270,6 @@ def load(cid: str, root: str = state.DEFAULT_ROOT) -> Container:
 def _from_prepared(p: prepared.Prepared, root: str, cid: str, spec: dict[str, Any],
                    stdio: tuple[int, int, int]) -> Container:
     """``create`` by a prepared container: its process and stdio, the state files, the exec."""
-    d = state.make_dir(root, cid)
     c: Container | None = None
     try:
         process._t("prepared go")
@@ -285,8 +284,8 @@ def _from_prepared(p: prepared.Prepared, root: str, cid: str, spec: dict[str, An
                 "created": time.time(), "rootfs": p.rootfs}
         st = {"ociVersion": state.OCI_VERSION, "id": cid, "status": "created", "pid": p.pid, "bundle": p.bundle,
               "annotations": spec.get("annotations") or {}, "pallet": priv}
-        state.write_json(d + "/config.json", spec)
-        state.write_json(d + "/state.json", st)
+        p.write_state("config.json", spec)
+        p.write_state("state.json", st)
         c = Container(root, st)
         c._sock = p.sock
         c._wait_exec()
@@ -320,7 +319,7 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         raise InvalidArgument("config.json: process.args must not be empty")
     ahead = prepared.take(cid) if start and stdio is not None and not pid_file and not preserve_fds else None
     if ahead is not None:  # set up ahead (runtime.prepared): used when it is this very container
-        if ahead.matches(cid, bundle, spec, rootfs_overlay) and ahead.ready():
+        if ahead.matches(cid, bundle, spec, rootfs_overlay, root) and ahead.ready():
             return _from_prepared(ahead, root, cid, spec, stdio)  # type: ignore[arg-type]
         ahead.discard(reset=True)
         if (ahead.spec.get("linux") or {}).get("resources") != (spec.get("linux") or {}).get("resources"):
