@@ -124,8 +124,11 @@ def exec_native(z: Entered, cid: str, proc: dict[str, Any], stdio: tuple[int, in
                 break
     except TimeoutError:
         err = process.error_payload(Unavailable(f"exec into {cid}: no answer"))
-    except OSError as e:  # a cgroup write or the message: it is gone
-        err = process.error_payload(e)
+    except OSError as e:
+        if gone:  # (after the hand-over: the command may run, it is never started twice)
+            err = process.error_payload(e)
+        # else a cgroup write or the hand-over failed: it (or the container) is gone; a direct
+        # exec (nothing of the command ran) says why, or does it
     finally:
         psock.close()
     if pid and (err or not gone):
