@@ -27,7 +27,10 @@ cleanup() {
     env $(envof $v) $B rm -f ab-exec >/dev/null 2>&1 || true
   done
   $D rm -f pallet-bench-ab >/dev/null 2>&1 || true
-  sleep 3  # the monitors linger 2 s with nothing to watch
+  for _ in $(seq 100); do  # the monitors linger 2 s with nothing to watch (and then drop their spare cgroups)
+    [ -e "$WORK/old/run/monitor.pid" ] || [ -e "$WORK/new/run/monitor.pid" ] || break
+    sleep 0.1
+  done
   rmdir /sys/fs/cgroup/*/pallet-bench-ab-old /sys/fs/cgroup/*/pallet-bench-ab-new 2>/dev/null || true
   rm -rf "$WORK"
 }
