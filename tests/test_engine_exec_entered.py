@@ -53,11 +53,19 @@ def test_exec_through_the_kept_process_is_a_direct_exec(bb, kind) -> None:  # ty
     bb("run", "-d", "--name", "kx", "--network", "none", "busybox", "sleep", "120")
     init = int(bb("inspect", "-f", "{{.State.Pid}}", "kx").out)
     args = ("exec", "-e", "A=1", "-w", "/tmp", "kx", "sh", "-c", PROBE)
-    direct = bb("exec", "-u", "nobody", *args[1:]).out, bb(*args).out
-    assert len(_kept(bb, init)) == 1  # made during the first exec
-    kept = bb("exec", "-u", "nobody", *args[1:]).out, bb(*args).out
-    assert kept == direct
-    assert "Seccomp:\t2" in kept[1] and "NoNewPrivs:\t0" in kept[1] and "uid=65534" in kept[0]
+    variants = (("-u", "nobody"), (), ("--privileged",))
+
+    def probe() -> list[str]:
+        return [bb("exec", *v, *args[1:]).out for v in variants]
+
+    served = probe()
+    assert len(_kept(bb, init)) == 1  # made by the first exec
+    assert probe() == served  # (through the kept process)
+    bb.env["PALLET_SERVED"] = "0"  # a direct exec, by the CLI
+    assert probe() == served
+    del bb.env["PALLET_SERVED"]
+    assert "Seccomp:\t2" in served[1] and "NoNewPrivs:\t0" in served[1] and "uid=65534" in served[0]
+    assert served[2] != served[1] and "Seccomp:\t2" in served[2]  # all capabilities, the same filter
     # not a process of the container: its pid 1 and the probe's own processes only
     names = bb("exec", "kx", "sh", "-c", "cat /proc/[0-9]*/comm").out.split()
     assert "sleep" in names and not any("python" in n for n in names), names
