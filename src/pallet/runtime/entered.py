@@ -185,6 +185,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     parent = os.getpid()
     zbin = binary() if helper else None
     try:
+        hsealed = sealed(helper) if helper else -1
         pid = _spawn(zbin, theirs, initfd, parent, pidns, nsfds, bpf, keep, helper) if zbin else os.fork()
     except OSError:
         for so in (mine, theirs):
@@ -196,7 +197,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
         code = 1
         try:
             mine.close()
-            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep, helper)
+            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep, hsealed)
             code = 0
         except BaseException:  # noqa: B036 - it must never return into the caller
             pass
@@ -207,6 +208,39 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     if old is not None:
         old.close()
     _ENTERED[cdir] = Entered(pid, mine, key, procs, helper is not None, zbin is not None)
+
+
+_SEALED: dict[str, tuple[tuple[int, int, int], int]] = {}
+
+
+def sealed(path: str) -> int:
+    """A sealed in-memory copy of the program at ``path`` (kept by this process while the file is
+    unchanged), to exec inside a container: its /proc/PID/exe is then the copy, which nothing can
+    write, not the host's file (a command `#!/proc/self/exe` re-execs what exec'd it, with the
+    container's caps: runc's CVE-2019-5736, fixed by runc the same way). The caller must not close it."""
+    import fcntl
+
+    st = os.stat(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _SEALED.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    fd = os.memfd_create(os.path.basename(path), os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_WRITE)
+    except BaseException:
+        os.close(fd)
+        raise
+    if hit is not None:
+        os.close(hit[1])
+    _SEALED[path] = (key, fd)
+    return fd
 
 
 def binary() -> str | None:
@@ -223,7 +257,7 @@ def _spawn(zbin: str, sock: _socket.socket, initfd: int, parent: int, pidns: int
     """Start native/pallet-entered with posix_spawn (no copy of the caller): the same process in
     ~100 KB, whose clones are that small too. Its descriptors are passed by number (made
     inheritable for the spawn only); it closes every other one."""
-    hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC)
+    hfd = os.dup(sealed(helper))  # (CLOEXEC off on a dup: closed below, after the spawn)
     r = w = -1
     try:
         if bpf is not None:
@@ -251,7 +285,7 @@ def _spawn(zbin: str, sock: _socket.socket, initfd: int, parent: int, pidns: int
 
 
 def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: list[tuple[str, int]],
-           bpf: bytes | None, bounding: int, keep: float, helper: str | None) -> None:
+           bpf: bytes | None, bounding: int, keep: float, hfd: int) -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, 9)
     if os.getppid() != parent:
@@ -261,14 +295,13 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
         _signal.signal(s, _signal.SIG_DFL)
     _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)  # a caller that gave up: EPIPE (its children reset it)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    keep_fds = sorted({0, 1, 2, sock.fileno(), initfd, pidns, *(fd for _, fd in nsfds)} - {-1})
+    keep_fds = sorted({0, 1, 2, sock.fileno(), initfd, pidns, hfd, *(fd for _, fd in nsfds)} - {-1})
     lo = 0
     for fd in keep_fds:  # nothing of the caller's (its clients, listeners, database) stays open here
         if fd > lo:
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 1 << 20)
-    hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC) if helper else -1  # (out of reach once in the mount ns)
     if pidns >= 0:
         sc.setns(pidns, sc.CLONE_NEWPID, "pid (for children)")
         os.close(pidns)
