@@ -520,9 +520,7 @@ class Monitor:
                 except OSError:
                     pass
                 self._drop_client(cl)
-            prestart.exited(w.cid)  # (the namespaces of a prepared container, held until now)
-            for path in later:
-                containers.remove_tree(path)
+            prestart.exited(w.cid, later)  # its held namespaces and its directory: after the next is prepared
             if later and not self.swept_gone:  # (once: what a killed monitor left there)
                 self.swept_gone = True
                 containers.sweep_gone(os.path.dirname(later[0]))

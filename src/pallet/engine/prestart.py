@@ -46,6 +46,7 @@ _SPEC: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # prepared id -> (
 # code (``exited``): the container's exit then does not wait for their teardown (the unmounts and
 # an RCU grace period, 2-4 ms here), which happens when they are closed, off the run's path
 _HELD: dict[str, list[int]] = {}
+_AFTER: list[tuple[float, list[int], list[str]]] = []  # (since, fds, paths): ``exited``'s work left to ``flush``
 _LAYERS: dict[str, list[tuple[int, int]] | None] = {}  # prepared id -> its layer dirs (``_layers``)
 
 
@@ -67,16 +68,20 @@ def _likely(kw: dict[str, Any]) -> bool:
 
 def tick(m: Any) -> None:
     """After the monitor made its spare: prepare the next served run if one was served lately
-    (one prepared for options of another shape than the last run's is dropped first)."""
-    if m.ahead is not None and m.last_run is not None and _SHAPE.get(m.ahead.cid) != _shape(m.last_run):
-        release(m)
-    if m.ahead is not None or m.last_run is None or time.monotonic() > m.ahead_until:
-        return
-    from pallet.engine import names
+    (one prepared for options of another shape than the last run's is dropped first); then what
+    the last run's end left (``exited``)."""
+    try:
+        if m.ahead is not None and m.last_run is not None and _SHAPE.get(m.ahead.cid) != _shape(m.last_run):
+            release(m, m.ahead.cid)
+        if m.ahead is not None or m.last_run is None or time.monotonic() > m.ahead_until:
+            return
+        from pallet.engine import names
 
-    m.ahead = prepare(m.store, m.conn, m.last_run, names.new_id())
-    if m.ahead is not None:
-        _SHAPE[m.ahead.cid] = _shape(m.last_run)
+        m.ahead = prepare(m.store, m.conn, m.last_run, names.new_id())
+        if m.ahead is not None:
+            _SHAPE[m.ahead.cid] = _shape(m.last_run)
+    finally:
+        flush()
 
 
 def served(m: Any, kw: dict[str, Any]) -> str | None:
@@ -107,6 +112,8 @@ def _layers(config: dict[str, Any]) -> list[tuple[int, int]] | None:
 
 def release(m: Any, cid: str | None = None) -> None:
     """Drop the monitor's prepared container (only if it is ``cid``'s, when given)."""
+    if cid is None:
+        flush()
     p = m.ahead
     if p is None or (cid is not None and p.cid != cid):
         return
@@ -120,6 +127,7 @@ def release(m: Any, cid: str | None = None) -> None:
 def expire(m: Any, reaped: int = 0) -> None:
     """From the monitor's reaping: a prepared process that died on its own is not killed again
     (``reaped``: a pid just reaped); none is kept ``TTL`` s after the last served run."""
+    flush(0.05)
     if m.ahead is None:
         return
     if reaped and reaped == m.ahead.pid:
@@ -175,10 +183,26 @@ def prepare(store: Any, conn: Any, kw: dict[str, Any], cid: str) -> Any:
     return p
 
 
-def exited(cid: str) -> None:
-    """A served run's container is gone and its client answered: its namespaces go now."""
-    for fd in _HELD.pop(cid, ()):
-        os.close(fd)
+def exited(cid: str, paths: list[str] | None = None) -> None:
+    """A served run's container is gone and its client answered: its held namespaces (their
+    teardown costs 4-6 ms) and ``paths`` (its directory, moved out: containers.Dirs.move_out) go
+    after the next container is prepared (``tick``), or within 50 ms (``expire``)."""
+    fds = _HELD.pop(cid, [])
+    if fds or paths:
+        _AFTER.append((time.monotonic(), fds, list(paths or ())))
+
+
+def flush(older: float = 0.0) -> None:
+    """What ``exited`` left to do, if pending for ``older`` seconds."""
+    from pallet.engine.containers import remove_tree
+
+    now = time.monotonic()
+    while _AFTER and _AFTER[0][0] <= now - older:
+        _t, fds, paths = _AFTER.pop(0)
+        for fd in fds:
+            os.close(fd)
+        for path in paths:
+            remove_tree(path)
 
 
 def _unnamed(config: dict[str, Any]) -> dict[str, Any]:
