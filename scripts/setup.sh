@@ -44,6 +44,12 @@ chmod +x .venv/bin/pallet
 if [ ! -x .venv/bin/pallet-idle ] || [ native/pallet-idle.c -nt .venv/bin/pallet-idle ]; then
   cc -O2 -Wall -Wextra -o .venv/bin/pallet-idle native/pallet-idle.c
 fi
+# What the built-in runtime's init execs the container's command through, from a sealed copy
+# (native/pallet-exec.c, src/pallet/runtime/sealed.py: runc's CVE-2019-5736); static, as it runs
+# inside the container's root.
+if [ ! -x .venv/bin/pallet-exec ] || [ native/pallet-exec.c -nt .venv/bin/pallet-exec ]; then
+  cc -O2 -Wall -Wextra -static -s -o .venv/bin/pallet-exec native/pallet-exec.c
+fi
 # The last steps of a prepared container's init (native/pallet-init.c, see src/pallet/runtime/prepared.py):
 # static, as it runs after pivot_root inside the container's root. Without it they are done in Python.
 if [ ! -x .venv/bin/pallet-init ] || [ native/pallet-init.c -nt .venv/bin/pallet-init ]; then

@@ -37,6 +37,7 @@ import select
 from pallet.runtime import jsonlite, process
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
+from pallet.runtime.sealed import sealed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -208,39 +209,6 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     if old is not None:
         old.close()
     _ENTERED[cdir] = Entered(pid, mine, key, procs, helper is not None, zbin is not None)
-
-
-_SEALED: dict[str, tuple[tuple[int, int, int], int]] = {}
-
-
-def sealed(path: str) -> int:
-    """A sealed in-memory copy of the program at ``path`` (kept by this process while the file is
-    unchanged), to exec inside a container: its /proc/PID/exe is then the copy, which nothing can
-    write, not the host's file (a command `#!/proc/self/exe` re-execs what exec'd it, with the
-    container's caps: runc's CVE-2019-5736, fixed by runc the same way). The caller must not close it."""
-    import fcntl
-
-    st = os.stat(path)
-    key = (st.st_ino, st.st_size, st.st_mtime_ns)
-    hit = _SEALED.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    fd = os.memfd_create(os.path.basename(path), os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
-                    | fcntl.F_SEAL_WRITE)
-    except BaseException:
-        os.close(fd)
-        raise
-    if hit is not None:
-        os.close(hit[1])
-    _SEALED[path] = (key, fd)
-    return fd
 
 
 def binary() -> str | None:

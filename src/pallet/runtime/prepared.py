@@ -27,6 +27,7 @@ from pallet.runtime import jsonlite, process, seccomp, state
 from pallet.runtime.linux import cgroups, mounts
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan, host_bounding
+from pallet.runtime.sealed import sealed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing imports re: not on the run path
@@ -228,9 +229,15 @@ def _child(plan: process.Plan, sock: _socket.socket, cg: Any, bounding: int, sec
         sc.prctl(sc.PR_SET_DUMPABLE, 0)  # as init(): until execve
         sc.prctl(sc.PR_SET_PDEATHSIG, 9)  # its caller gone before the go: so is it
         keep = sock.fileno()
-        os.closerange(3, keep)  # the caller's descriptors (client sockets, pipes) are not ours to hold
-        os.closerange(keep + 1, 1 << 16)
-        hfd = os.open(helper, os.O_PATH | os.O_CLOEXEC) if helper else -1  # (unreachable after pivot_root)
+        # pallet-init from a sealed copy, not the host's file: its /proc/PID/exe is what a command
+        # run through /proc/self/exe would reach (runtime.sealed); plan.stub likewise for the
+        # Python last steps
+        hfd = sealed(helper) if helper else -1
+        last = 2
+        for fd in sorted({keep, hfd, plan.stub} - {-1}):
+            os.closerange(last + 1, fd)  # the caller's descriptors (client sockets, pipes) are not ours
+            last = fd
+        os.closerange(last + 1, 1 << 16)
         from pallet.runtime.linux import cgroupfs
 
         cgroupfs.SPARE = ""  # (a pre-made set of the caller's is not ours to take)

@@ -44,7 +44,7 @@ import resource  # rlimits; imported here because the child cannot import after 
 import stat
 
 from pallet import errors
-from pallet.runtime import jsonlite
+from pallet.runtime import jsonlite, sealed
 from pallet.runtime.linux import mounts
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
@@ -157,6 +157,7 @@ class Plan:
         self.cgroup_dirs = cgroup_dirs or {}
         self.hooks = spec.get("hooks") or None
         self.preserve_fds = preserve_fds
+        self.stub = sealed.exec_stub()  # the last execve goes through it (runtime.sealed: CVE-2019-5736)
 
 
 def _t(label: str) -> None:
@@ -256,6 +257,18 @@ def _execve(sock: _socket.socket, plan: Plan, path: str, slave: int | None) -> N
     _default_signals()
     sc.cloexec_from(3 + plan.preserve_fds)  # runc closes the rest too; LISTEN_FDS-style fds stay
     _t("execve")
+    if plan.stub >= 0:
+        # /proc/self/exe of whatever execs the command is then the sealed copy, never a host file;
+        # it reports a failed execve on the sync socket as _exec_failed does. By /proc/self/fd
+        # (execve) rather than fexecve (execveat), which a seccomp profile may not allow.
+        os.set_inheritable(sock.fileno(), True)
+        argv = ["pallet-exec", str(sock.fileno()), path, *plan.process["args"]]
+        for how in (f"/proc/self/fd/{plan.stub}", plan.stub):
+            try:
+                os.execve(how, argv, env)
+            except OSError:
+                pass
+        os.set_inheritable(sock.fileno(), False)
     try:
         os.execve(path, plan.process["args"], env)
     except OSError as e:
