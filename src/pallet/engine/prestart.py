@@ -96,8 +96,7 @@ def served(m: Any, kw: dict[str, Any]) -> str | None:
         if _layers(_SPEC.get(p.cid, ({}, {}))[0]) != _LAYERS.get(p.cid):
             release(m)  # its image's layers were removed (and maybe stored again) meanwhile
             return m.next_cid or None
-        _record(m.runroot, "")  # its id gets a row now: its directories are the container's
-        return str(p.cid)
+        return str(p.cid)  # (its record stays until the next is prepared: sweep spares a row's id)
     return m.next_cid or None
 
 
@@ -115,6 +114,8 @@ def release(m: Any, cid: str | None = None) -> None:
     if cid is None:
         flush()
     p = m.ahead
+    if p is None and cid is None:
+        _record(m.runroot, "")  # (one a run took: its record, not removed on the run's path)
     if p is None or (cid is not None and p.cid != cid):
         return
     m.ahead = None
@@ -235,11 +236,11 @@ def drop(conn: Any, root: str, runroot: str, p: Any) -> None:
 
     prepared.take(p.cid)
     p.discard()
-    _record(runroot, "")
     if not p.used:
         exited(p.cid)
     if p.used or containers.reload(conn, p.cid) is not None:
-        return  # a container's now: its directories and cgroups too
+        return  # a container's now: its directories and cgroups too (its record: see sweep)
+    _record(runroot, "")
     Dirs(root, runroot, p.cid).remove()
     try:
         p.cg.destroy()
@@ -257,13 +258,30 @@ def sweep(runroot: str) -> None:
     from pallet.engine.spare import _alive
 
     if int(pid) != os.getpid() and not _alive(pid):
-        Dirs(root, runroot, cid).remove()
-        from pallet.runtime.linux import cgroups
+        if not _has_row(root, cid):  # (a served run took it: the container's now)
+            Dirs(root, runroot, cid).remove()
+            from pallet.runtime.linux import cgroups
 
-        cg = cgroups.manager(None, cgpath)
-        if not cg.pids():  # (its process died with its monitor)
-            cg.destroy()
+            cg = cgroups.manager(None, cgpath)
+            if not cg.pids():  # (its process died with its monitor)
+                cg.destroy()
         _record(runroot, "")
+
+
+def _has_row(root: str, cid: str) -> bool:
+    """Whether the store's database has a container ``cid`` (True when it cannot tell)."""
+    import _sqlite3
+
+    try:
+        db = _sqlite3.connect(f"file:{os.path.join(root, 'db.sqlite')}?mode=ro", uri=True, timeout=5)
+    except Exception:  # noqa: BLE001
+        return True
+    try:
+        return db.execute("SELECT 1 FROM containers WHERE id=?", (cid,)).fetchone() is not None
+    except Exception:  # noqa: BLE001
+        return True
+    finally:
+        db.close()
 
 
 def _record(runroot: str, text: str) -> None:
