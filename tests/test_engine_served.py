@@ -62,7 +62,12 @@ def test_run_streams_codes_stdin_env(bb, mode) -> None:  # type: ignore[no-untyp
 def test_run_rm_leaves_nothing_and_logs_stay(bb, mode) -> None:  # type: ignore[no-untyped-def]
     before = {p.name for p in (bb.root / "containers").iterdir()}
     bb("run", "--rm", "--network", "none", "busybox", "true")
-    assert {p.name for p in (bb.root / "containers").iterdir()} == before  # gone when run returns
+    after = {p.name for p in (bb.root / "containers").iterdir()}
+    try:  # the next served run's container, which the monitor may be preparing by now (engine.prestart)
+        after.discard((bb.runroot / "monitor.prestart").read_text().split()[2])
+    except (OSError, IndexError):
+        pass
+    assert after == before  # gone when run returns
     r = bb("run", "--name", "kept", "--network", "none", "busybox", "sh", "-c", "echo one; echo two >&2")
     assert (r.out, r.err) == ("one\n", "two\n")
     logs = bb("logs", "kept")
