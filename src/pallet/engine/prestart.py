@@ -14,9 +14,10 @@ What exists meanwhile: the process (a fork of the monitor that exec'd native/pal
 own namespaces: nothing mounted on the host), its cgroup set, and ``<root>/containers/<id>``
 (upper and work dirs, /etc files) with no row. It goes (``drop``) ``TTL`` seconds after the last
 served run, when the monitor exits, and when a run with its id fails before its start.
-``<runroot>/monitor.prestart`` names it while it is unused (``PID ROOT ID CGROUP``), so the next
-monitor removes a killed monitor's directories and cgroups (``sweep``); the process itself dies
-with its monitor (PR_SET_PDEATHSIG).
+``<runroot>/monitor.prestart`` names the last one prepared (``PID ROOT ID CGROUP``), so the next
+monitor removes a killed monitor's directories and cgroups unless the database has a row with
+that id (``sweep``); the process itself dies with its monitor (PR_SET_PDEATHSIG). A served run's
+held namespaces and moved-out directory go after the next one is prepared (``exited``, ``flush``).
 """
 from __future__ import annotations
 
@@ -94,7 +95,7 @@ def served(m: Any, kw: dict[str, Any]) -> str | None:
     p = m.ahead
     if p is not None and _SHAPE.get(p.cid) == _shape(kw):
         if _layers(_SPEC.get(p.cid, ({}, {}))[0]) != _LAYERS.get(p.cid):
-            release(m)  # its image's layers were removed (and maybe stored again) meanwhile
+            release(m, p.cid)  # its image's layers were removed (and maybe stored again) meanwhile
             return m.next_cid or None
         return str(p.cid)  # (its record stays until the next is prepared: sweep spares a row's id)
     return m.next_cid or None
