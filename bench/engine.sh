@@ -65,6 +65,14 @@ for k, v in r.items():
     print(f"  hyperfine {k:30s} median {v['median']*1000:7.1f} ms  ratio {v['median']/base:5.2f}x")
 PYEOF
 
+echo "== 1b. the bridge's own cost: bridge vs --network none, nothing prepared ahead for either"
+# (issue 7's goal <= 1.3x; a --network none run is prepared ahead by the monitor, engine.prestart,
+# a bridge run is not: PALLET_PRESTART_TTL=0 compares the networks alone, with a fresh monitor)
+for _ in $(seq 100); do [ -e "$WORK/run/monitor.pid" ] || break; sleep 0.2; done
+PALLET_PRESTART_TTL=0 "$PY" "$HERE/bench/interleave.py" --runs "$RUNS" --monitor-pid-file "$WORK/run/monitor.pid" \
+  "--network none=$P run --rm --network none busybox true" \
+  "bridge=$P run --rm busybox true"
+
 fi
 [ "${ENGINE_ONLY_RUN:-0}" = 1 ] && exit 0  # ENGINE_ONLY_RUN=1: section 1 only
 
