@@ -83,7 +83,8 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
         entered.drop(self.dir, failed=z.served <= 1)  # gone before it forked anything: direct, below
     plan = process.Plan(dict(spec, process=merged), "/", self.bundle, bpf=bpf, stdio=stdio,
                         caps=CapPlan(merged.get("capabilities"), _bounding()))
-    pidns, nsfds, procs = -1, [], []
+    pidns, procs = -1, []
+    nsfds: list[tuple[str, int]] = []
     try:
         pidns, nsfds = _open_ns(self)
         procs = _open_procs(self)
@@ -121,15 +122,26 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
     os.close(jr)
     csock.close()
     joined = _place(pid, procs, jw)  # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
+    if keep and entered.wanted(key) and entered.get(self.dir, key) is None:  # for the next exec
+        _entered_start(self, key, pidns, nsfds, bpf, keep, helper)
+    else:
+        _close([pidns] + [fd for _, fd in nsfds])
+    got = _settle(self, psock, pid, joined)
+    assert got is not None  # (None only for a kept process's exec that never forked)
+    return got
+
+
+def _entered_start(self: Container, key: tuple[Any, ...], pidns: int, nsfds: list[tuple[str, int]],
+                   bpf: bytes | None, keep: float, helper: str | None) -> None:
+    """Start the kept process (runtime.entered) with these namespace descriptors, which it closes;
+    best effort (an exec without one is a direct exec)."""
     try:
-        if keep and entered.wanted(key) and entered.get(self.dir, key) is None:  # for the next exec
-            entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
-                          bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
+        entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
+                      bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
     except OSError:
         pass
     finally:
         _close([pidns] + [fd for _, fd in nsfds])
-    return _settle(self, psock, pid, joined)
 
 
 def _open_ns(self: Container) -> tuple[int, list[tuple[str, int]]]:
@@ -158,13 +170,7 @@ def _start_entered(self: Container, key: tuple[Any, ...], bpf: bytes | None, kee
         pidns, nsfds = _open_ns(self)
     except OSError:
         return None  # (the direct exec says why)
-    try:
-        entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
-                      bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
-    except OSError:
-        pass
-    finally:
-        _close([pidns] + [fd for _, fd in nsfds])
+    _entered_start(self, key, pidns, nsfds, bpf, keep, helper)
     return entered.get(self.dir, key)
 
 
