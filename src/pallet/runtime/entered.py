@@ -187,7 +187,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     zbin = binary() if helper else None
     try:
         hsealed = sealed(helper) if helper else -1
-        pid = _spawn(zbin, theirs, initfd, parent, pidns, nsfds, bpf, keep, helper) if zbin else os.fork()
+        pid = _spawn(zbin, theirs, initfd, parent, pidns, nsfds, bpf, keep, helper) if zbin and helper else os.fork()
     except OSError:
         for so in (mine, theirs):
             so.close()
