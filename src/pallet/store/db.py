@@ -72,10 +72,20 @@ def _error(e: sqlite3.Error, path: Path) -> PalletError:
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._open(path)
-        except sqlite3.Error as e:
-            raise _error(e, path) from None
+        for attempt in range(100):  # bounded: ~5 s
+            try:
+                self._open(path)
+                return
+            except sqlite3.Error as e:
+                if getattr(self, "conn", None) is not None:
+                    self.conn.close()
+                # two processes opening a new store at once: switching it to WAL takes a lock
+                # for which sqlite does not wait (no busy handler): "database is locked" at once
+                if attempt == 99 or not isinstance(e, sqlite3.OperationalError) or "locked" not in str(e):
+                    raise _error(e, path) from None
+                import time
+
+                time.sleep(0.05)
 
     def _open(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
