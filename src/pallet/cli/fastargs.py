@@ -40,6 +40,9 @@ class Namespace:
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
 
+    def __getattr__(self, name: str) -> Any:  # only for what is not set: as argparse's, an error
+        raise AttributeError(name)
+
     def __eq__(self, other: object) -> bool:
         return vars(self) == vars(other)
 

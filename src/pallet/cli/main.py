@@ -87,7 +87,7 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
     p = _global_parser()
     parser_class = _parser_class()
     p.__class__ = parser_class
-    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
+    sub: Any = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=parser_class)
     if verb is not None and verb in VERBS:
         _load(VERBS[verb]).add_parser(sub)
     else:
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_func(func: Callable[[Globals, argparse.Namespace], int | None], g: Globals,
-             ns: argparse.Namespace) -> int:
+             ns: Any) -> int:
     """Run a verb; map pallet's errors to docker's exit codes and one line on stderr."""
     from pallet.errors import PalletError
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (re is imported on first use, by _name_re)
+    import re
+
+    NAME_RE: re.Pattern[str]
+
 _ADJ = (
     "admiring adoring affectionate agitated amazing angry awesome beautiful blissful bold boring brave "
     "busy charming clever compassionate competent condescending confident cool cranky crazy dazzling "

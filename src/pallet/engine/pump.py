@@ -52,8 +52,9 @@ class Forwarder:
     def __enter__(self) -> Forwarder:
         for s in FORWARDED:
             self.saved[s] = signal.signal(s, self._handle)
-        if self.winch is not None:
-            self.saved[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: self.winch and self.winch())
+        winch = self.winch
+        if winch is not None:
+            self.saved[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, lambda *_: winch())
         return self
 
     def _handle(self, signum: int, _frame: object) -> None:
