@@ -35,27 +35,24 @@ def binary() -> str:
 
 
 class FdKeep:
-    """Descriptors a container's stdio keeps open (its port reservation), after a resume."""
+    """Descriptors a container's stdio keeps open (its port reservation), after a resume: the
+    same ``close``/``fds`` as network.ports.Reservation, which it stands for."""
 
     def __init__(self, fds: list[int]) -> None:
-        self.fds = fds
+        self._fds = fds
+
+    def fds(self) -> list[int]:
+        return list(self._fds)
 
     def close(self) -> None:
-        while self.fds:
+        while self._fds:
             try:
-                os.close(self.fds.pop())
+                os.close(self._fds.pop())
             except OSError:
                 pass
 
 
-def _keep_fds(io: Any) -> list[int]:
-    fds: list[int] = []
-    for obj in io.keep:
-        if isinstance(obj, FdKeep):
-            fds += obj.fds
-        else:
-            fds += [s.fileno() for s in getattr(obj, "sockets", [])]
-    return fds
+STDIO_FDS = ("master", "out_r", "err_r", "in_w")  # the Stdio fields that cross an idle spell
 
 
 def enter(m: Any, path: str) -> None:
@@ -65,8 +62,8 @@ def enter(m: Any, path: str) -> None:
     watched = []
     for w in m.by_id.values():
         io = w.io
-        watched.append({"id": w.cid, "pid": w.pid, "tty": io.tty, "master": io.master, "out_r": io.out_r,
-                        "err_r": io.err_r, "in_w": io.in_w, "keep": _keep_fds(io),
+        watched.append({"id": w.cid, "pid": w.pid, "tty": io.tty, **{k: getattr(io, k) for k in STDIO_FDS},
+                        "keep": [fd for obj in io.keep for fd in obj.fds()],
                         "partial": {k: v.decode("latin-1") for k, v in w.log.partial.items()}})
         w.log.close_fd()  # reopened by the first line after the resume
     assert m.listener is not None
@@ -74,7 +71,7 @@ def enter(m: Any, path: str) -> None:
           "next_cid": m.next_cid, "backoff": m.backoff}
     keep = [m.lock_fd, m.listener.fileno(), *out_fds]
     for w in watched:
-        keep += [w[k] for k in ("master", "out_r", "err_r", "in_w") if w[k] >= 0] + w["keep"]
+        keep += [w[k] for k in STDIO_FDS if w[k] >= 0] + w["keep"]
     m.checkpointer.stop()  # joins its thread: exec would end it mid-checkpoint
     m.warm.close()
     m.conn.close()
@@ -129,8 +126,7 @@ def restore(m: Any, path: str) -> None:
         m.next_cid = cgroupfs.SPARE = st["next_cid"]
     streams: dict[int, tuple[Any, str]] = {}
     for d in st["watched"]:
-        io = Stdio(bool(d["tty"]), (-1, -1, -1), master=d["master"], out_r=d["out_r"], err_r=d["err_r"],
-                   in_w=d["in_w"])
+        io = Stdio(bool(d["tty"]), (-1, -1, -1), **{k: d[k] for k in STDIO_FDS})
         if d["keep"]:
             io.keep.append(FdKeep(list(d["keep"])))
         log = LogWriter(Dirs(m.root, m.runroot, d["id"]).log)
@@ -140,7 +136,7 @@ def restore(m: Any, path: str) -> None:
         m.by_id[w.cid] = w
         streams[io.master] = streams[io.out_r] = (w, "stdout")
         streams[io.err_r] = (w, "stderr")
-        fds += [d[k] for k in ("master", "out_r", "err_r", "in_w") if d[k] >= 0] + list(d["keep"])
+        fds += [d[k] for k in STDIO_FDS if d[k] >= 0] + list(d["keep"])
     for fd in st["output"]:
         if fd in streams:
             m.sel.register(fd, selectors.EVENT_READ, ("output", streams[fd]))
