@@ -86,10 +86,10 @@ def enter(m: Any, path: str) -> None:
     import signal
 
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # pallet-idle blocks them too; resume unblocks
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
-            f"main({m.root!r}, {m.runroot!r}, -1, resume={state_path!r})")
-    argv = [path, ",".join(str(fd) for fd in [m.listener.fileno(), *out_fds]), sys.executable, "-I", "-c", code]
+    from pallet.engine.served import monitor_argv
+
+    argv = [path, ",".join(str(fd) for fd in [m.listener.fileno(), *out_fds]),
+            *monitor_argv(m.root, m.runroot, -1, resume=state_path)]
     try:
         os.execv(path, argv)
     except OSError:

@@ -24,11 +24,10 @@ import selectors
 import signal
 import socket
 import struct
-import sys
 import time
 from typing import Any
 
-from pallet.engine.served import raise_for  # the one mapping of an error reply (re-exported)
+from pallet.engine.served import monitor_argv, raise_for  # raise_for: re-exported
 from pallet.runtime import jsonlite as json  # not `json` (re, enum): `run -d` imports this
 
 LINGER = float(os.environ.get("PALLET_MONITOR_LINGER", "2.0"))
@@ -73,10 +72,7 @@ def _spawn(root: str, runroot: str) -> None:
     import subprocess
 
     r, w = os.pipe()
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
-            f"main({root!r}, {runroot!r}, {w})")
-    p = subprocess.Popen([sys.executable, "-I", "-c", code], pass_fds=(w,), start_new_session=True,
+    p = subprocess.Popen(monitor_argv(root, runroot, w), pass_fds=(w,), start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          close_fds=True)
     os.close(w)

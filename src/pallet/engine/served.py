@@ -84,6 +84,17 @@ class _Forward:
 _absent = False  # no monitor listened to the last request (see warm)
 
 
+def monitor_argv(root: str, runroot: str, ready_fd: int, resume: str = "") -> list[str]:
+    """The command line of the monitor of ``runroot`` (engine.monitor.main): a fresh ``python -I``
+    with this source tree on its path. The one spelling for its three starters: the first detached
+    start (monitor._spawn), a run/exec done in-process (warm), a wake-up from idle (engine.idle)."""
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    extra = f", resume={resume!r}" if resume else ""
+    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
+            f"main({root!r}, {runroot!r}, {ready_fd}{extra})")
+    return [sys.executable, "-I", "-c", code]
+
+
 def _connect(runroot: str) -> Any:
     global _absent
     if os.environ.get("PALLET_SERVED") == "0":  # always in-process (comparisons, debugging)
@@ -109,9 +120,7 @@ def warm(root: str, runroot: str) -> None:
     seconds with nothing to do (engine.monitor). Best effort, ~1 ms here."""
     if not _absent or os.environ.get("PALLET_SERVED") == "0":
         return
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {src!r}); from pallet.engine.monitor import main; "
-            f"main({root!r}, {runroot!r}, -1)")
+    argv = monitor_argv(root, runroot, -1)
     # fork + exec, not posix_spawn: glibc's posix_spawn leaves its internal signals 32 and 33
     # ignored in the child, and every container would inherit that
     try:
@@ -128,7 +137,7 @@ def warm(root: str, runroot: str) -> None:
             os.setsid()
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            os.execv(sys.executable, [sys.executable, "-I", "-c", code])
+            os.execv(argv[0], argv)
         finally:
             os._exit(127)
     os.close(null)
