@@ -60,6 +60,14 @@ def test_run_and_exec_never_exec_through_a_host_binary(bb, tmp_path) -> None:  #
         r = bb("exec", "tgt", "/x", check=False)
         assert not _ran_host_binary(r) and r.rc != 0, (r.rc, r.out, r.err)
     bb("rm", "-f", "tgt", "keeper")
+    # a monitor whose kept exec process is a Python fork, its children doing the last steps in Python
+    assert wait_until(lambda: monitor_pid(bb.runroot) == 0, 10)
+    bb.env.update(PALLET_ENTERED_BIN="0", PALLET_INIT_BIN="0")
+    bb("run", "-d", "--name", "tgt", "--network", "none", *v, "busybox", "sleep", "60")
+    for _ in range(3):
+        r = bb("exec", "tgt", "/x", check=False)
+        assert not _ran_host_binary(r) and r.rc != 0, (r.rc, r.out, r.err)
+    bb("rm", "-f", "tgt")
 
 
 def test_prepared_container_waits_in_a_sealed_copy(bb) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ import select
 from pallet.runtime import jsonlite, process
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
-from pallet.runtime.sealed import sealed
+from pallet.runtime.sealed import exec_stub, sealed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -187,6 +187,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
     zbin = binary() if helper else None
     try:
         hsealed = sealed(helper) if helper else -1
+        stub = exec_stub()  # (here, on the host: the Python kept process's children exec through it)
         pid = _spawn(zbin, theirs, initfd, parent, pidns, nsfds, bpf, keep, helper) if zbin and helper else os.fork()
     except OSError:
         for so in (mine, theirs):
@@ -198,7 +199,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
         code = 1
         try:
             mine.close()
-            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep, hsealed)
+            _serve(theirs, initfd, parent, pidns, nsfds, bpf, bounding, keep, hsealed, stub)
             code = 0
         except BaseException:  # noqa: B036 - it must never return into the caller
             pass
@@ -253,7 +254,7 @@ def _spawn(zbin: str, sock: _socket.socket, initfd: int, parent: int, pidns: int
 
 
 def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: list[tuple[str, int]],
-           bpf: bytes | None, bounding: int, keep: float, hfd: int) -> None:
+           bpf: bytes | None, bounding: int, keep: float, hfd: int, stub: int) -> None:
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     sc.prctl(sc.PR_SET_PDEATHSIG, 9)
     if os.getppid() != parent:
@@ -263,7 +264,7 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
         _signal.signal(s, _signal.SIG_DFL)
     _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)  # a caller that gave up: EPIPE (its children reset it)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    keep_fds = sorted({0, 1, 2, sock.fileno(), initfd, pidns, hfd, *(fd for _, fd in nsfds)} - {-1})
+    keep_fds = sorted({0, 1, 2, sock.fileno(), initfd, pidns, hfd, stub, *(fd for _, fd in nsfds)} - {-1})
     lo = 0
     for fd in keep_fds:  # nothing of the caller's (its clients, listeners, database) stays open here
         if fd > lo:
@@ -302,7 +303,7 @@ def _serve(sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: li
         if pid == 0:
             if native:
                 _native_child(fds[0], sock, initfd, hfd)
-            _child(req, fds, sock, initfd, bounding)
+            _child(req, fds, sock, initfd, bounding, stub)
         process._t("entered: cloned")
         sync = fds[0] if native else fds[-2]
         csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, sync)
@@ -326,7 +327,8 @@ def _native_child(sync: int, sock: _socket.socket, initfd: int, hfd: int) -> Non
         os._exit(1)
 
 
-def _child(req: dict[str, Any], fds: list[int], sock: _socket.socket, initfd: int, bounding: int) -> None:
+def _child(req: dict[str, Any], fds: list[int], sock: _socket.socket, initfd: int, bounding: int,
+           stub: int) -> None:
     """The new process (never returns): process.exec_child with the filter already loaded."""
     try:
         sock.close()
@@ -334,7 +336,7 @@ def _child(req: dict[str, Any], fds: list[int], sock: _socket.socket, initfd: in
         proc = req["process"]
         stdio = (fds[0], fds[1], fds[2]) if len(fds) == 5 else None
         plan = process.Plan({"process": proc}, "/", "", caps=CapPlan(proc.get("capabilities"), bounding),
-                            bpf=None, stdio=stdio)
+                            bpf=None, stdio=stdio, stub=stub)
         csock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, fds[-2])
         process._t("entered: child")
     except BaseException:  # noqa: B036

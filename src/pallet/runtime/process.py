@@ -140,7 +140,7 @@ class Plan:
                  overlay: mounts.RootfsOverlay | None = None, fifo: str | None = None,
                  stdio: tuple[int, int, int] | None = None, userns: bool = False,
                  join: list[tuple[str, str]] | None = None, new_cgroupns: bool = False,
-                 cgroup_dirs: dict[str, str] | None = None, preserve_fds: int = 0) -> None:
+                 cgroup_dirs: dict[str, str] | None = None, preserve_fds: int = 0, stub: int | None = None) -> None:
         self.spec = spec
         self.process = spec.get("process") or {}
         self.linux = spec.get("linux") or {}
@@ -157,7 +157,9 @@ class Plan:
         self.cgroup_dirs = cgroup_dirs or {}
         self.hooks = spec.get("hooks") or None
         self.preserve_fds = preserve_fds
-        self.stub = sealed.exec_stub()  # the last execve goes through it (runtime.sealed: CVE-2019-5736)
+        # the last execve goes through it (runtime.sealed: CVE-2019-5736); made on the host, so a
+        # Plan built inside a container is given the caller's (``stub``)
+        self.stub = sealed.exec_stub() if stub is None else stub
 
 
 def _t(label: str) -> None:
