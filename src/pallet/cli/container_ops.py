@@ -221,8 +221,8 @@ def _stats(g: Any, ns: argparse.Namespace) -> int:
                              "NetIO": f"{_size3(io.get('net_rx', 0))} / {_size3(io.get('net_tx', 0))}",
                              "BlockIO": f"{_size3(io.get('blk_read', 0))} / {_size3(io.get('blk_write', 0))}",
                              "PIDs": str(st.get("pids", 0))})
-            if ns.format:  # {{json .}} and json: keys sorted, as docker's CLI marshals the row
-                print(fmt.render(ns.format, [dict(sorted(r.items())) for r in rows], _STATS_HEADERS), flush=True)
+            if ns.format:
+                print(fmt.render(ns.format, rows, _STATS_HEADERS), flush=True)
             else:
                 heads = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
                 print(fmt.table(heads, [list(r.values())[1:] for r in rows]), flush=True)

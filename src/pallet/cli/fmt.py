@@ -71,11 +71,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _go_escape(text: str) -> str:
+    """JSON text as Go's encoding/json leaves it: lone surrogates as U+FFFD, U+2028/U+2029 escaped."""
+    return _SURROGATE.sub("\ufffd", text).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _row_json(o: dict[str, Any]) -> str:
+    """A row as docker's CLI marshals it (a map: keys sorted, HTML escaped)."""
+    return go_json(dict(sorted(o.items())), escape_html=True)
+
+
 def go_json(v: Any, *, escape_html: bool = False) -> str:
     """``v`` as Go's encoding/json writes it (docker's CLI templates): no spaces, non-ASCII as
     UTF-8, U+2028/U+2029 escaped, floats in Go's shortest form (``2``, ``0.5``, ``1e-7``,
     ``1e+21``); ``escape_html``: ``<``, ``>``, ``&`` as ``json.Marshal`` escapes them."""
-    out = _SURROGATE.sub("\ufffd", _json(v)).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    out = _go_escape(_json(v))
     if escape_html:  # these characters only occur inside strings in JSON text
         out = out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return out
@@ -159,8 +169,7 @@ def inspect_text(text: str | None, objs: Sequence[Any]) -> str:
     is, as docker's); ``json`` -> the array, compact, on one line (docker >= 23); else the template
     once per object, a line each."""
     if not text:
-        out = json.dumps(list(objs), indent=4, ensure_ascii=False)
-        return _SURROGATE.sub("\ufffd", out).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        return _go_escape(json.dumps(list(objs), indent=4, ensure_ascii=False))
     if text.strip() == "json":
         return go_json(list(objs))
     return "\n".join(template(text, o) for o in objs)
@@ -174,7 +183,7 @@ def render(template: str, objs: Sequence[dict[str, Any]], headers: dict[str, str
     A ``table`` prefix prints a header row of the field names (``headers`` maps a field to the
     verb's own column name, e.g. ps's ``ID`` -> ``CONTAINER ID``)."""
     if template.strip() == "json":  # docker's rows are maps (MarshalJSON): keys sorted, HTML escaped
-        return "\n".join(go_json(dict(sorted(o.items())), escape_html=True) for o in objs)
+        return "\n".join(_row_json(o) for o in objs)
     tpl = template.replace("\\t", "\t").replace("\\n", "\n")
     header = tpl.startswith("table")
     if header:
@@ -190,7 +199,7 @@ def render(template: str, objs: Sequence[dict[str, Any]], headers: dict[str, str
     def one(o: dict[str, Any]) -> str:
         def sub(m: re.Match[str]) -> str:
             if m.group(1) and not m.group(2):  # {{json .}}: the row, as --format json
-                return go_json(dict(sorted(o.items())), escape_html=True)
+                return _row_json(o)
             v: Any = o.get(m.group(2), "")
             if m.group(1):
                 return go_json(v)

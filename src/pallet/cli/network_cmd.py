@@ -78,7 +78,8 @@ def _inspect(g: Any, ns: argparse.Namespace) -> int:
             rc = 1
     from pallet.cli.fmt import inspect_text
 
-    print(inspect_text(ns.format, out))
+    if out or not ns.format:  # (a format over no network prints nothing, as image inspect and docker)
+        print(inspect_text(ns.format, out))
     return rc
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 
-CGROUP_ROOT = "/sys/fs/cgroup"
+from pallet.runtime.linux.cgroupfs import CGROUP_ROOT
+
 _V1_FILES = ("blkio.bfq.io_service_bytes_recursive", "blkio.io_service_bytes_recursive",
              "blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes")
 

@@ -31,14 +31,15 @@ async def blob_get(request: web.Request, name: str, ref: str) -> web.StreamRespo
     if size is None:
         raise blob_unknown(ref)
     headers = _blob_headers(d, size)
+    etag = f'"{d}"'
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
-        headers["ETag"] = f'"{d}"'
+        headers["ETag"] = etag
         return web.Response(status=200, headers=headers)
     path = drv.blob_path(d)
     if path is not None:
         try:
-            return await blobsend.send(request, path, size, f'"{d}"', headers)
+            return await blobsend.send(request, path, size, etag, headers)
         except FileNotFoundError:  # deleted (or collected) since blob_size
             raise blob_unknown(ref) from None
     resp = web.StreamResponse(status=200, headers=headers)
