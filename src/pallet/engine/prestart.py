@@ -261,11 +261,9 @@ def sweep(runroot: str) -> None:
     if int(pid) != os.getpid() and not _alive(pid):
         if not _has_row(root, cid):  # (a served run took it: the container's now)
             Dirs(root, runroot, cid).remove()
-            from pallet.runtime.linux import cgroups
+            from pallet.engine.spare import destroy_if_empty
 
-            cg = cgroups.manager(None, cgpath)
-            if not cg.pids():  # (its process died with its monitor)
-                cg.destroy()
+            destroy_if_empty(os.path.dirname(cgpath), os.path.basename(cgpath))  # best effort (v1 only: as prepare)
         _record(runroot, "")
 
 

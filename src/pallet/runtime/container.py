@@ -295,9 +295,8 @@ def _from_prepared(p: prepared.Prepared, root: str, cid: str, spec: dict[str, An
     except BaseException:
         if c is not None and c._reaped is not None:
             p.pid = 0  # reaped: the pid may be someone else's now
-        p.discard()
+        p.discard()  # (its state too)
         p.cg.destroy()
-        state.remove(root, cid)
         raise
 
 
@@ -322,8 +321,10 @@ def create(cid: str, bundle: str, spec: dict[str, Any] | None = None, *, root: s
         if ahead.matches(cid, bundle, spec, rootfs_overlay, root) and ahead.ready():
             return _from_prepared(ahead, root, cid, spec, stdio)  # type: ignore[arg-type]
         ahead.discard(reset=True)
-        if (ahead.spec.get("linux") or {}).get("resources") != (spec.get("linux") or {}).get("resources"):
-            ahead.cg.destroy()  # its limits are not this container's
+        linux_ = spec.get("linux") or {}
+        if ((ahead.spec.get("linux") or {}).get("resources") != linux_.get("resources")
+                or ahead.cgpath != (linux_.get("cgroupsPath") or cgroups.default_path(cid))):
+            ahead.cg.destroy()  # its limits are not this container's, or it is not this container's cgroup
     rootfs = os.path.join(bundle, (spec.get("root") or {}).get("path") or "rootfs")
     if not os.path.isdir(rootfs):
         raise NotFound(f"rootfs {rootfs} does not exist")
