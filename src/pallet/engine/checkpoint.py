@@ -23,7 +23,7 @@ class Checkpointer:
 
     def maybe(self, idle: bool) -> None:
         now = time.monotonic()
-        if now < self.next_check or (self.thread is not None and self.thread.is_alive()):
+        if now < self.next_check or self.busy():
             return
         self.next_check = now + 0.5
         try:

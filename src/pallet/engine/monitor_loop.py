@@ -166,8 +166,8 @@ class Monitor:
 
     def _quiet(self, now: float) -> bool:
         """Nothing in flight that the idle program could not wait for (engine.idle)."""
-        return (not self.want_spare and now >= self.warm.until and not self.checkpointer.busy() and self.ahead is None
-                and all(w.log is not None and not w.clients for w in self.by_id.values()))
+        # (a served run or an attach holds a client: the caller's ``not self.clients`` covers them)
+        return not self.want_spare and now >= self.warm.until and not self.checkpointer.busy() and self.ahead is None
 
     def _on_wake(self, fd: Any, _obj: Any) -> None:
         try:

@@ -19,7 +19,7 @@ import subprocess
 from typing import Any
 
 from pallet.engine.containers import Container, Dirs
-from pallet.engine.stdio import Stdio
+from pallet.engine.stdio import Stdio, console_size
 from pallet.errors import (
     CommandNotExecutable,
     CommandNotFound,
@@ -135,12 +135,6 @@ class _ConsoleSocket:
             self.dirfd = -1
 
 
-def _console_size(proc: dict[str, Any]) -> None:
-    from pallet.engine.stdio import console_size
-
-    console_size(proc)
-
-
 def _stdio(io: Stdio) -> dict[str, Any]:
     """runc's own stdio: the container's fds (pass-through), or /dev/null with a terminal."""
     if io.tty:
@@ -164,7 +158,7 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
     bundle.mkdir(parents=True, exist_ok=True)  # (also makes dirs.run)
     spec["root"]["path"] = str(rootfs)
     if io.tty:
-        _console_size(spec["process"])
+        console_size(spec["process"])
     (bundle / "config.json").write_text(json.dumps(spec))
     pidfile = dirs.run / "runtime.pid"
     console = None
@@ -198,7 +192,7 @@ def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged:
     full.pop("consoleSize", None)
     full.update(proc)
     if io.tty:
-        _console_size(full)
+        console_size(full)
     pf = dirs.run / f"exec-{os.getpid()}.json"
     pidfile = dirs.run / f"exec-{os.getpid()}.pid"
     pf.write_text(json.dumps(full))
