@@ -67,11 +67,11 @@ def enter(m: Any, path: str) -> None:
                         "partial": {k: v.decode("latin-1") for k, v in w.log.partial.items()}})
         w.log.close_fd()  # reopened by the first line after the resume
     assert m.listener is not None
-    st = {"lock": m.lock_fd, "listener": m.listener.fileno(), "output": out_fds, "watched": watched,
-          "next_cid": m.next_cid, "backoff": m.backoff}
     keep = [m.lock_fd, m.listener.fileno(), *out_fds]
     for w in watched:
         keep += [w[k] for k in STDIO_FDS if w[k] >= 0] + w["keep"]
+    st = {"lock": m.lock_fd, "listener": m.listener.fileno(), "output": out_fds, "watched": watched,
+          "next_cid": m.next_cid, "backoff": m.backoff, "fds": keep}
     m.checkpointer.stop()  # joins its thread: exec would end it mid-checkpoint
     m.warm.close()
     m.conn.close()
@@ -118,7 +118,6 @@ def restore(m: Any, path: str) -> None:
     listener.setblocking(False)
     m.listener = listener
     m.sel.register(listener, selectors.EVENT_READ, ("accept", None))
-    fds = [m.lock_fd, listener.fileno()]
     m.backoff = dict(st["backoff"])
     if st["next_cid"]:
         from pallet.runtime.linux import cgroupfs
@@ -136,11 +135,10 @@ def restore(m: Any, path: str) -> None:
         m.by_id[w.cid] = w
         streams[io.master] = streams[io.out_r] = (w, "stdout")
         streams[io.err_r] = (w, "stderr")
-        fds += [d[k] for k in STDIO_FDS if d[k] >= 0] + list(d["keep"])
     for fd in st["output"]:
         if fd in streams:
             m.sel.register(fd, selectors.EVENT_READ, ("output", streams[fd]))
-    for fd in fds:
+    for fd in st["fds"]:  # (what enter made inheritable)
         try:
             os.set_inheritable(fd, False)  # not into the containers started from now on
         except OSError:
