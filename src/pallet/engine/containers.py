@@ -178,13 +178,15 @@ def sweep_gone(trash: str) -> None:
         names = [n for n in os.listdir(trash) if n.startswith("gone-")]
     except OSError:
         return
+    from pallet.engine.state import alive  # (state imports this module)
+
     for n in names:
         pid = n.split("-")[1]
         try:
-            alive = int(pid) == os.getpid() or os.path.exists(f"/proc/{int(pid)}")
+            live = int(pid) == os.getpid() or alive(int(pid), None)
         except ValueError:
-            alive = False
-        if not alive:
+            live = False
+        if not live:
             remove_tree(os.path.join(trash, n))
 
 

@@ -256,9 +256,9 @@ def sweep(runroot: str) -> None:
             pid, root, cid, cgpath = f.read().split()
     except (OSError, ValueError):
         return
-    from pallet.engine.spare import _alive
+    from pallet.engine.state import alive
 
-    if int(pid) != os.getpid() and not _alive(pid):
+    if int(pid) != os.getpid() and not alive(int(pid), None):
         if not _has_row(root, cid):  # (a served run took it: the container's now)
             Dirs(root, runroot, cid).remove()
             from pallet.engine.spare import destroy_if_empty

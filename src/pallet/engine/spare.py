@@ -73,13 +73,7 @@ def sweep(runroot: str) -> None:
             pid, parent, cid = f.read().split()
     except (OSError, ValueError):
         return
-    if int(pid) != os.getpid() and not _alive(pid):
+    from pallet.engine.state import alive
+
+    if int(pid) != os.getpid() and not alive(int(pid), None):
         drop(runroot, parent, cid)
-
-
-def _alive(pid: str) -> bool:
-    try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, ValueError):
-        return False
