@@ -28,10 +28,9 @@ SIGNALS = (17, 15, 2, 1)  # SIGCHLD, SIGTERM, SIGINT, SIGHUP: blocked across the
 
 def binary() -> str:
     """The idle program's path, or "" when there is none (or idle mode is off)."""
-    if IDLE <= 0:
-        return ""
-    path = os.environ.get("PALLET_IDLE_BIN") or os.path.join(os.path.dirname(sys.executable), "pallet-idle")
-    return path if os.access(path, os.X_OK) else ""
+    from pallet.runtime.sealed import native
+
+    return (native("pallet-idle", "PALLET_IDLE_BIN") or "") if IDLE > 0 else ""
 
 
 class FdKeep:

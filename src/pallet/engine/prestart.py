@@ -214,10 +214,9 @@ def _unnamed(config: dict[str, Any]) -> dict[str, Any]:
 def init_helper() -> str | None:
     """native/pallet-init (scripts/setup.sh builds it into the venv's bin; ``PALLET_INIT_BIN``
     names another, ``0`` none: the prepared container then finishes in Python)."""
-    import sys
+    from pallet.runtime.sealed import native
 
-    path = os.environ.get("PALLET_INIT_BIN") or os.path.join(os.path.dirname(sys.executable), "pallet-init")
-    return path if path != "0" and os.access(path, os.X_OK) else None
+    return native("pallet-init", "PALLET_INIT_BIN")
 
 
 def spec_for(c: Any, netns: str | None) -> dict[str, Any] | None:

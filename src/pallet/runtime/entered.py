@@ -37,7 +37,7 @@ import select
 from pallet.runtime import jsonlite, process
 from pallet.runtime.linux import syscalls as sc
 from pallet.runtime.linux.caps import CapPlan
-from pallet.runtime.sealed import exec_stub, sealed
+from pallet.runtime.sealed import exec_stub, native, sealed
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -215,10 +215,7 @@ def start(cdir: str, key: tuple[Any, ...], *, init_pid: int, pidns: int, nsfds: 
 def binary() -> str | None:
     """native/pallet-entered (scripts/setup.sh builds it next to the venv's python;
     ``PALLET_ENTERED_BIN`` names another, ``0`` none: the kept process is then a fork of the caller)."""
-    import sys
-
-    path = os.environ.get("PALLET_ENTERED_BIN") or os.path.join(os.path.dirname(sys.executable), "pallet-entered")
-    return path if path != "0" and os.access(path, os.X_OK) else None
+    return native("pallet-entered", "PALLET_ENTERED_BIN")
 
 
 def _spawn(zbin: str, sock: _socket.socket, initfd: int, parent: int, pidns: int, nsfds: list[tuple[str, int]],

@@ -44,14 +44,21 @@ def sealed(path: str) -> int:
     return fd
 
 
-def exec_stub() -> int:
-    """The sealed copy of ``native/pallet-exec`` (scripts/setup.sh builds it next to the venv's
-    python; ``PALLET_EXEC_BIN`` names another), or -1 when there is none: the init then execs the
-    command itself, and a command run through /proc/self/exe would reach the host's python."""
+def native(name: str, env: str) -> str | None:
+    """The path of ``native/NAME`` (scripts/setup.sh builds it next to the venv's python; the
+    variable ``env`` names another, ``0`` none), or None when it is not there."""
     import sys
 
-    path = os.environ.get("PALLET_EXEC_BIN") or os.path.join(os.path.dirname(sys.executable), "pallet-exec")
-    if path == "0" or not os.access(path, os.X_OK):
+    path = os.environ.get(env) or os.path.join(os.path.dirname(sys.executable), name)
+    return path if path != "0" and os.access(path, os.X_OK) else None
+
+
+def exec_stub() -> int:
+    """The sealed copy of ``native/pallet-exec`` (``PALLET_EXEC_BIN``), or -1 when there is none:
+    the init then execs the command itself, and a command run through /proc/self/exe would reach
+    the host's python."""
+    path = native("pallet-exec", "PALLET_EXEC_BIN")
+    if path is None:
         return -1
     try:
         return sealed(path)
