@@ -74,7 +74,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
         z = _start_entered(self, key, bpf, keep, helper)  # native: cheap to start, used at once
     if z is not None and (stdio is not None or not z.native):
         if z.helper and stdio is not None:
-            native = entered.exec_native(z, self.id, merged, stdio, _bounding())
+            native = entered.exec_native(z, self.id, merged, stdio, host_bounding())
             got = None if native is None else ExecProcess(*native)
         else:
             got = _via_entered(self, z, merged, stdio)
@@ -82,7 +82,7 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
             return got
         entered.drop(self.dir, failed=z.served <= 1)  # gone before it forked anything: direct, below
     plan = process.Plan(dict(spec, process=merged), "/", self.bundle, bpf=bpf, stdio=stdio,
-                        caps=CapPlan(merged.get("capabilities"), _bounding()))
+                        caps=CapPlan(merged.get("capabilities"), host_bounding()))
     pidns, procs = -1, []
     nsfds: list[tuple[str, int]] = []
     try:
@@ -137,7 +137,7 @@ def _entered_start(self: Container, key: tuple[Any, ...], pidns: int, nsfds: lis
     best effort (an exec without one is a direct exec)."""
     try:
         entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
-                      bounding=_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
+                      bounding=host_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
     except OSError:
         pass
     finally:
@@ -299,16 +299,7 @@ def _close(fds: list[int]) -> None:
                 pass
 
 
-_BOUNDING: int | None = None
 _PREPARED: dict[str, tuple[tuple[int, int, int], dict[str, Any], bytes | None]] = {}
-
-
-def _bounding() -> int:
-    """This process's bounding set (read once: 41 prctl calls)."""
-    global _BOUNDING
-    if _BOUNDING is None:
-        _BOUNDING = host_bounding()
-    return _BOUNDING
 
 
 def _prepared(self: Container, seccomp_cache: str | None) -> tuple[dict[str, Any], bytes | None, tuple[int, int, int]]:

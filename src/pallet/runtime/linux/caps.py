@@ -49,8 +49,15 @@ def names(m: int) -> list[str]:
     return [n for n, b in CAPS.items() if m >> b & 1]
 
 
+_HOST_BOUNDING: list[int] = []
+
+
 def host_bounding() -> int:
-    """The bounding set of the calling process (what a container can have at most)."""
+    """The bounding set of the calling process (what a container can have at most); read once
+    (41 prctl calls): pallet's own processes never drop from it, only their container children,
+    after the fork (a fork's copy of the cache is not read again there)."""
+    if _HOST_BOUNDING:
+        return _HOST_BOUNDING[0]
     m = 0
     for b in range(LAST_CAP + 1):
         try:
@@ -58,6 +65,7 @@ def host_bounding() -> int:
                 m |= 1 << b
         except OSFailure:
             break
+    _HOST_BOUNDING.append(m)
     return m
 
 
