@@ -121,9 +121,12 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
         process.exec_child(plan, csock, bool(merged.get("terminal")), jr)  # never returns
     os.close(jr)
     csock.close()
-    joined = _place(pid, procs, jw)  # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up
-    if keep and entered.wanted(key) and entered.get(self.dir, key) is None:  # for the next exec
-        _entered_start(self, key, pidns, nsfds, bpf, keep, helper)
+    kept = bool(keep) and entered.wanted(key) and entered.get(self.dir, key) is None  # start one for the next exec
+    # the cgroup attach (an RCU grace period on v1) overlaps the child's set-up; the cgroup.procs
+    # descriptors go on to the kept process, if one is started
+    joined = _place(pid, procs, jw, close=not kept)
+    if kept:
+        _entered_start(self, key, pidns, nsfds, bpf, keep, helper, procs)
     else:
         _close([pidns] + [fd for _, fd in nsfds])
     got = _settle(self, psock, pid, joined)
@@ -132,12 +135,13 @@ def exec_in(self: Container, proc: dict[str, Any], *, stdio: tuple[int, int, int
 
 
 def _entered_start(self: Container, key: tuple[Any, ...], pidns: int, nsfds: list[tuple[str, int]],
-                   bpf: bytes | None, keep: float, helper: str | None) -> None:
-    """Start the kept process (runtime.entered) with these namespace descriptors, which it closes;
-    best effort (an exec without one is a direct exec)."""
+                   bpf: bytes | None, keep: float, helper: str | None, procs: list[int]) -> None:
+    """Start the kept process (runtime.entered) with these namespace descriptors, which this
+    closes, and cgroup.procs descriptors, which it takes; best effort (an exec without one is a
+    direct exec)."""
     try:
         entered.start(self.dir, key, init_pid=self.pid, pidns=pidns, nsfds=nsfds, bpf=bpf,
-                      bounding=host_bounding(), procs=_open_procs(self), keep=keep, helper=helper)
+                      bounding=host_bounding(), procs=procs, keep=keep, helper=helper)
     except OSError:
         pass
     finally:
@@ -170,7 +174,12 @@ def _start_entered(self: Container, key: tuple[Any, ...], bpf: bytes | None, kee
         pidns, nsfds = _open_ns(self)
     except OSError:
         return None  # (the direct exec says why)
-    _entered_start(self, key, pidns, nsfds, bpf, keep, helper)
+    try:
+        procs = _open_procs(self)
+    except OSError:
+        _close([pidns] + [fd for _, fd in nsfds])
+        return None
+    _entered_start(self, key, pidns, nsfds, bpf, keep, helper, procs)
     return entered.get(self.dir, key)
 
 
