@@ -126,9 +126,7 @@ def exec_(store: Any, c: Container, args: list[str], *, env: list[str], cwd: str
             "terminal": io.tty}
     name = c.rt.get("runtime", "pallet")
     with _DefaultSignals():
-        if name == "pallet" and keep > 0:
-            return int(_backend(name).exec_(c, dirs, proc, io, privileged, keep=keep))
-        return int(_backend(name).exec_(c, dirs, proc, io, privileged))
+        return int(_backend(name).exec_(c, dirs, proc, io, privileged, keep=keep))
 
 
 def kill(c: Container, sig: int) -> None:

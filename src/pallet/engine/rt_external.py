@@ -187,7 +187,8 @@ def start(c: Container, dirs: Dirs, spec: dict[str, Any], io: Stdio) -> dict[str
     return {"pid": pid}
 
 
-def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool) -> int:
+def exec_(c: Container, dirs: Dirs, proc: dict[str, Any], io: Stdio, privileged: bool, keep: float = 0.0) -> int:
+    """``keep``: ignored (runc and crun keep no process entered in the container)."""
     full = json.loads((dirs.run / "bundle" / "config.json").read_text())["process"]
     full.pop("consoleSize", None)
     full.update(proc)

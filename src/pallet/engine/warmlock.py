@@ -21,11 +21,12 @@ class WarmLock:
         self.fd, self.last, self.until = -1, 0.0, 0.0
         if not enabled or os.environ.get("PALLET_CGROUP_KEEPWARM") == "0":
             return
+        from pallet.runtime.linux.cgroupfs import own_procs
+
         try:
-            with open("/proc/self/cgroup") as f:
-                rel = next(ln.split(":", 2)[2].strip() for ln in f if ln.split(":", 2)[1] == "pids")
-            self.fd = os.open(f"/sys/fs/cgroup/pids{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        except (OSError, StopIteration):
+            path = own_procs(("pids",))
+            self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC) if path else -1
+        except OSError:
             self.fd = -1
 
     def extend(self) -> None:

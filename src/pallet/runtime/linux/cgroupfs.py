@@ -73,6 +73,17 @@ def unified_root() -> str:
     return CGROUP_ROOT + "/unified"
 
 
+def own_procs(ctrls: tuple[str, ...]) -> str:
+    """The ``cgroup.procs`` of this process's own cgroup in the first v1 hierarchy of ``ctrls``
+    it is in (as /proc/self/cgroup lists them); "" when none."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, name, rel = line.rstrip("\n").split(":", 2)
+            if name in ctrls:
+                return f"{CGROUP_ROOT}/{name}{rel}/cgroup.procs"
+    return ""
+
+
 def prewarm_attach() -> None:
     """Start paying cgroup v1's attach wait now, on a thread, so it overlaps the caller's work.
 
@@ -86,16 +97,13 @@ def prewarm_attach() -> None:
 
     def warm() -> None:
         try:
-            with open("/proc/self/cgroup") as f:
-                for line in f:
-                    _, ctrls, rel = line.rstrip("\n").split(":", 2)
-                    if ctrls in ("pids", "memory", "devices", "freezer"):
-                        fd = os.open(f"{CGROUP_ROOT}/{ctrls}{rel}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-                        try:
-                            os.write(fd, b"0")
-                        finally:
-                            os.close(fd)
-                        return
+            path = own_procs(("pids", "memory", "devices", "freezer"))
+            if path:
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
         except Exception:  # noqa: BLE001 - only an optimisation
             pass
 
